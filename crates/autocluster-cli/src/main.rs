@@ -1,0 +1,2 @@
+//! The `autocluster` command (work in progress).
+fn main() {}

@@ -1,0 +1,190 @@
+//! The backend trait and what it declares about itself.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{
+    BoxStream, Error, ErrorKind, Metadata, NodeName, Result, Revision, Section, Snapshot,
+    WatchBatch,
+};
+
+/// How a backend delivers the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewMode {
+    /// A snapshot, then changes pushed by [`Discovery::watch`] (etcd, multicast).
+    Push,
+    /// Only snapshots; the engine asks for one every `interval` (static seeds, DNS).
+    Poll {
+        /// How often to ask.
+        interval: Duration,
+    },
+}
+
+/// How a node registers itself with a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registrations {
+    /// It does not: the backend lists candidates someone else keeps (seeds, DNS records).
+    None,
+    /// On a lease the server expires (etcd): keep-alives renew it, a lost lease is granted
+    /// again and the registration written again.
+    ServerLease,
+    /// By announcing itself periodically (multicast); peers expire it when the heartbeats
+    /// stop, by the TTL each announcement carries.
+    Heartbeat,
+}
+
+/// What a backend can do; the engine and the behaviour suite choose by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Pushed changes or polled snapshots.
+    pub view: ViewMode,
+    /// How registration works.
+    pub registration: Registrations,
+    /// The registration's TTL: how long after the last keep-alive a registration is gone.
+    pub ttl: Duration,
+    /// How often the engine renews the registration (a fraction of `ttl`).
+    pub keep_alive_every: Duration,
+    /// Whether [`Discovery::lock`] is supported.
+    pub lock: bool,
+    /// Whether the backend lists candidates only, so the engine must probe each one to know
+    /// whether it runs (static seeds, DNS).
+    pub candidates_only: bool,
+}
+
+/// What this node registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// This node.
+    pub node: NodeName,
+    /// What it says about itself.
+    pub meta: Metadata,
+}
+
+/// A registration the backend accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease's id (etcd's lease id, or the node's start time); it is the incarnation peers
+    /// see for this registration.
+    pub id: u64,
+    /// The TTL the backend granted.
+    pub ttl: Duration,
+}
+
+/// A held cluster lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockToken {
+    /// The key that holds the lock.
+    pub key: String,
+    /// The lease it is attached to; the lock goes with it.
+    pub lease: u64,
+    /// A fencing token: the revision at which the lock was acquired; larger is later.
+    pub fence: Revision,
+}
+
+/// What a backend is built from.
+#[derive(Clone)]
+pub struct BackendContext {
+    /// This node.
+    pub node: NodeName,
+    /// `cluster.name`.
+    pub cluster: String,
+    /// `node.cookie`, the shared secret of the cluster (never printed).
+    pub cookie: String,
+    /// The backend's own settings (`cluster.<backend>.*`), defaults filled in.
+    pub section: Section,
+}
+
+impl fmt::Debug for BackendContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackendContext")
+            .field("node", &self.node)
+            .field("cluster", &self.cluster)
+            .field("cookie", &"******")
+            .field("section", &self.section)
+            .finish()
+    }
+}
+
+/// A discovery backend: the primitives the engine drives.
+///
+/// Every method is a single, bounded attempt: the engine puts a timeout around each call,
+/// retries with backoff, and decides what an error means by its [`ErrorKind`]. A backend
+/// never retries, sleeps or keeps member state of its own beyond what its protocol needs.
+#[async_trait]
+pub trait Discovery: Send + Sync + fmt::Debug + 'static {
+    /// The backend's name as `cluster.discovery` spells it (`etcd`).
+    fn name(&self) -> &'static str;
+
+    /// What the backend can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Registers this node (grants a lease and writes the registration under it). Called
+    /// again whenever the previous lease is lost.
+    async fn register(&self, reg: &Registration) -> Result<Lease> {
+        let _ = reg;
+        Ok(Lease {
+            id: 0,
+            ttl: self.capabilities().ttl,
+        })
+    }
+
+    /// Renews the lease (one keep-alive, one heartbeat). Returns the TTL left, or an error of
+    /// kind [`ErrorKind::LeaseLost`] when the lease is gone.
+    async fn keep_alive(&self, lease: &Lease) -> Result<Duration> {
+        Ok(lease.ttl)
+    }
+
+    /// Writes the registration again under the same lease (after someone deleted the key).
+    async fn refresh(&self, reg: &Registration, lease: &Lease) -> Result<()> {
+        let _ = (reg, lease);
+        Ok(())
+    }
+
+    /// Removes the registration at once (revokes the lease, sends a leave).
+    async fn deregister(&self, lease: &Lease) -> Result<()> {
+        let _ = lease;
+        Ok(())
+    }
+
+    /// Every member now, and the revision of that view.
+    async fn snapshot(&self) -> Result<Snapshot>;
+
+    /// Changes after `after`, as they happen. The stream ends, or yields an error, when the
+    /// watch breaks; an error of kind [`ErrorKind::Compacted`] means the history after
+    /// `after` is gone and the engine must resync from a snapshot.
+    fn watch(&self, after: Revision) -> BoxStream<Result<WatchBatch>> {
+        let _ = after;
+        let e = Error::new(ErrorKind::Unsupported, "this backend does not push changes")
+            .with_backend(self.name())
+            .with_operation("watch");
+        Box::pin(futures::stream::once(async move { Err(e) }))
+    }
+
+    /// Takes the cluster lock on `lease`, waiting at most `timeout`.
+    async fn lock(&self, lease: &Lease, timeout: Duration) -> Result<LockToken> {
+        let _ = (lease, timeout);
+        Err(
+            Error::new(ErrorKind::Unsupported, "this backend has no cluster lock")
+                .with_backend(self.name())
+                .with_operation("lock"),
+        )
+    }
+
+    /// How many entries (keys under the prefix, datagrams) the backend read and skipped
+    /// because they were not valid: garbage is counted and ignored, never a panic.
+    fn invalid_entries(&self) -> u64 {
+        0
+    }
+
+    /// Releases a lock taken by [`Discovery::lock`].
+    async fn unlock(&self, token: &LockToken) -> Result<()> {
+        let _ = token;
+        Err(
+            Error::new(ErrorKind::Unsupported, "this backend has no cluster lock")
+                .with_backend(self.name())
+                .with_operation("unlock"),
+        )
+    }
+}

@@ -1,0 +1,245 @@
+//! One error type for every backend: a kind, a retryable flag and context.
+
+use std::fmt;
+
+/// What went wrong, broadly; the engine decides what to do by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration is wrong; retrying will not help.
+    Config,
+    /// The backend could not be reached or did not answer (connection refused, no leader).
+    Unavailable,
+    /// A call did not finish within its bound.
+    Timeout,
+    /// The backend refused our credentials (wrong password, bad client certificate).
+    Unauthenticated,
+    /// The backend accepted our credentials but refused the operation.
+    PermissionDenied,
+    /// TLS failed: an unknown CA, an expired certificate, a handshake error.
+    Tls,
+    /// The registration's lease is gone (expired, revoked, or the backend was wiped); the
+    /// engine registers again.
+    LeaseLost,
+    /// The history a watch asked for is gone (compacted, or the backend's revision went
+    /// backwards): the engine resyncs from a fresh snapshot.
+    Compacted,
+    /// The backend does not do this (a lock on a backend without one).
+    Unsupported,
+    /// Data under our keys or on the wire that we cannot read; counted and skipped.
+    InvalidData,
+    /// A lock was not acquired in time.
+    LockTimeout,
+    /// Anything else.
+    Other,
+}
+
+impl ErrorKind {
+    /// Whether an error of this kind is, by default, worth retrying.
+    pub fn default_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Unavailable
+                | ErrorKind::Timeout
+                | ErrorKind::LeaseLost
+                | ErrorKind::Compacted
+                | ErrorKind::Tls
+                | ErrorKind::Unauthenticated
+                | ErrorKind::PermissionDenied
+                | ErrorKind::LockTimeout
+                | ErrorKind::Other
+        )
+    }
+
+    /// A short lower-case name, used in logs and metric labels (`unavailable`, `lease_lost`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Tls => "tls",
+            ErrorKind::LeaseLost => "lease_lost",
+            ErrorKind::Compacted => "compacted",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::InvalidData => "invalid_data",
+            ErrorKind::LockTimeout => "lock_timeout",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an error happened: the backend, the operation, the key or endpoint involved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The backend's name (`etcd`, `dns`).
+    pub backend: Option<&'static str>,
+    /// The operation (`register`, `keep_alive`, `snapshot`, `watch`, `lock`).
+    pub operation: Option<&'static str>,
+    /// The key, file or record involved (`/emqxcl/emqxcl/nodes/emqx1@host`,
+    /// `cluster.etcd.ssl.cacertfile`).
+    pub key: Option<String>,
+    /// The endpoint involved (`http://127.0.0.1:2379`).
+    pub endpoint: Option<String>,
+}
+
+/// The error every backend returns and the engine acts on.
+pub struct Error {
+    kind: ErrorKind,
+    retryable: bool,
+    message: String,
+    context: Context,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind`; retryable as the kind is by default.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            retryable: kind.default_retryable(),
+            message: message.into(),
+            context: Context::default(),
+            source: None,
+        }
+    }
+
+    /// Sets the backend in the context.
+    pub fn with_backend(mut self, backend: &'static str) -> Self {
+        self.context.backend = Some(backend);
+        self
+    }
+
+    /// Sets the operation in the context.
+    pub fn with_operation(mut self, operation: &'static str) -> Self {
+        self.context.operation = Some(operation);
+        self
+    }
+
+    /// Sets the key (or file, or record) in the context.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.context.key = Some(key.into());
+        self
+    }
+
+    /// Sets the endpoint in the context.
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.context.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Overrides whether the engine should retry.
+    pub fn with_retryable(mut self, retryable: bool) -> Self {
+        self.retryable = retryable;
+        self
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether retrying may help.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// The message, without context.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The context.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.context;
+        match (c.backend, c.operation) {
+            (Some(b), Some(o)) => write!(f, "{b} {o}: ")?,
+            (Some(b), None) => write!(f, "{b}: ")?,
+            (None, Some(o)) => write!(f, "{o}: ")?,
+            (None, None) => {}
+        }
+        f.write_str(&self.message)?;
+        if let Some(e) = c
+            .endpoint
+            .as_ref()
+            .filter(|e| !self.message.contains(e.as_str()))
+        {
+            write!(f, " (endpoint {e})")?;
+        }
+        if let Some(k) = c
+            .key
+            .as_ref()
+            .filter(|k| !self.message.contains(k.as_str()))
+        {
+            write!(f, " (key {k})")?;
+        }
+        if let Some(s) = &self.source {
+            let s = s.to_string();
+            if !s.is_empty() && !self.message.contains(&s) {
+                write!(f, ": {s}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("retryable", &self.retryable)
+            .field("message", &self.message)
+            .field("context", &self.context)
+            .field("source", &self.source.as_ref().map(|s| s.to_string()))
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_carries_context() {
+        let e = Error::new(ErrorKind::Unavailable, "connection refused")
+            .with_backend("etcd")
+            .with_operation("register")
+            .with_endpoint("http://127.0.0.1:2379");
+        assert_eq!(
+            e.to_string(),
+            "etcd register: connection refused (endpoint http://127.0.0.1:2379)"
+        );
+        assert!(e.is_retryable());
+        assert!(!Error::new(ErrorKind::Config, "x").is_retryable());
+    }
+}

@@ -1,0 +1,149 @@
+//! Members, their metadata, and the snapshots and changes backends report.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeName;
+
+/// Which life of a node a member is: a lease id (etcd), or a start time (multicast).
+///
+/// A node that restarts, or registers again after losing its lease, has a new incarnation, so
+/// the engine reports it as a new member (`Left` then `Joined`, or `Updated` inside a grace
+/// period) and never confuses a stale message about the old life with the new one.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Incarnation(pub u64);
+
+impl fmt::Display for Incarnation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+/// A backend's position in its history (etcd's revision, a poll counter). `0` is "none yet".
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Revision(pub u64);
+
+/// What a node says about itself, stored as JSON in its registration.
+///
+/// Every field is optional: a key written by EMQX 4.x itself has an empty value and is read as
+/// a member without metadata (`Member::meta` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The node's name, repeated so a value read on its own is self-describing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeName>,
+    /// Addresses the node advertises (`127.0.0.11:4370`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs: Vec<String>,
+    /// The software version the node runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// When the node started, in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    /// Free-form labels an application adds (`role = core`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One member as a backend sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node's name.
+    pub node: NodeName,
+    /// Which life of the node this is.
+    pub incarnation: Incarnation,
+    /// The node's metadata; `None` for a registration without any (EMQX's own keys, a
+    /// static seed, a DNS record).
+    pub meta: Option<Metadata>,
+    /// For backends without a server-side lease (multicast): how long the member stays
+    /// without being heard from again; the engine expires it after that.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_ms")]
+    pub ttl: Option<Duration>,
+    /// The revision at which this registration was created; the lowest is the oldest member.
+    #[serde(default)]
+    pub created: Revision,
+}
+
+impl Member {
+    /// A member with no metadata, incarnation 0 and no TTL: a seed or a DNS answer.
+    pub fn bare(node: NodeName) -> Self {
+        Member {
+            node,
+            incarnation: Incarnation(0),
+            meta: None,
+            ttl: None,
+            created: Revision(0),
+        }
+    }
+}
+
+mod opt_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_u64(d.as_millis() as u64),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+/// Every member at one revision.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// The members.
+    pub members: Vec<Member>,
+    /// The revision the snapshot was read at; a watch resumes after it.
+    pub revision: Revision,
+}
+
+/// One change a backend pushes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A member registered, refreshed or changed its metadata.
+    Put(Member),
+    /// A member's registration is gone (deleted, lease expired, clean leave).
+    Delete {
+        /// The node that is gone.
+        node: NodeName,
+        /// When known, which life of the node is gone; a delete for another incarnation
+        /// than the current one is ignored (a late leave of an earlier life).
+        incarnation: Option<Incarnation>,
+    },
+}
+
+impl Change {
+    /// The node the change is about.
+    pub fn node(&self) -> &NodeName {
+        match self {
+            Change::Put(m) => &m.node,
+            Change::Delete { node, .. } => node,
+        }
+    }
+}
+
+/// Changes a watch delivers together, all at or before `revision`.
+///
+/// An empty `changes` is a progress notice: nothing changed up to `revision`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WatchBatch {
+    /// The revision of the newest change in the batch (or of the progress notice).
+    pub revision: Revision,
+    /// The changes, in order.
+    pub changes: Vec<Change>,
+}

@@ -1,0 +1,1 @@
+//! autocluster's test kit (work in progress).

@@ -1,0 +1,2 @@
+//! autocluster (work in progress).
+pub use autocluster_plugin as plugin;
