@@ -151,8 +151,10 @@ pub trait Discovery: Send + Sync + fmt::Debug + 'static {
     /// Every member now, and the revision of that view.
     async fn snapshot(&self) -> Result<Snapshot>;
 
-    /// Changes after `after`, as they happen. The stream ends, or yields an error, when the
-    /// watch breaks; an error of kind [`ErrorKind::Compacted`] means the history after
+    /// Changes after `after`, as they happen. The stream yields a first batch (empty when
+    /// nothing changed since `after`) as soon as the watch is established, so the engine
+    /// knows the view is live again. The stream ends, or yields an error, when the watch
+    /// breaks; an error of kind [`ErrorKind::Compacted`] means the history after
     /// `after` is gone and the engine must resync from a snapshot.
     fn watch(&self, after: Revision) -> BoxStream<Result<WatchBatch>> {
         let _ = after;

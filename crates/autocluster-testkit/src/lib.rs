@@ -1,1 +1,8 @@
-//! autocluster's test kit (work in progress).
+//! autocluster's test kit: the behaviour suite every backend runs ([`suite`]), an in-memory
+//! backend for the engine's own tests ([`memory`]), and fixtures that start real servers on
+//! free loopback ports ([`fixtures`]).
+#![deny(missing_docs)]
+
+pub mod fixtures;
+pub mod memory;
+pub mod suite;

@@ -1,0 +1,230 @@
+//! The engine's own tests, on the in-memory backend and tokio's paused clock: keep-alive,
+//! registration again after a loss, resync after a gap, backoff, the grace period, and no
+//! false `Left` through an outage.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use autocluster::{EventKind, LeftReason};
+use autocluster_plugin::{NodeName, ViewMode};
+use autocluster_testkit::memory::MemoryServer;
+use autocluster_testkit::suite::{self, Node, Target};
+
+const TTL: Duration = Duration::from_secs(9);
+const PATIENCE: Duration = Duration::from_secs(120);
+
+struct Mem {
+    server: MemoryServer,
+    view: ViewMode,
+}
+
+#[autocluster_plugin::async_trait]
+impl Target for Mem {
+    fn name(&self) -> String {
+        format!("memory ({:?})", self.view)
+    }
+    async fn backend(&self, _node: &NodeName) -> std::sync::Arc<dyn autocluster_plugin::Discovery> {
+        self.server.backend_with(TTL, self.view)
+    }
+    async fn outage(&self, down: bool) -> bool {
+        self.server.set_down(down);
+        true
+    }
+    async fn lose_history(&self, now: bool) -> bool {
+        if now {
+            self.server.wipe();
+        }
+        true
+    }
+    fn patience(&self) -> Duration {
+        PATIENCE
+    }
+}
+
+fn mem() -> Mem {
+    Mem {
+        server: MemoryServer::new(),
+        view: ViewMode::Push,
+    }
+}
+
+fn name(s: &str) -> NodeName {
+    NodeName::parse(s).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn behaviour_suite_on_memory_push() {
+    suite::run(&mem()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn behaviour_suite_on_memory_poll() {
+    let target = Mem {
+        server: MemoryServer::new(),
+        view: ViewMode::Poll {
+            interval: Duration::from_secs(1),
+        },
+    };
+    suite::run(&target).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_alive_holds_the_registration_for_many_ttls() {
+    let t = mem();
+    let a = Node::start(&t, "a@127.0.0.1").await;
+    let b = Node::start(&t, "b@127.0.0.1").await;
+    a.wait_for_running(&["a@127.0.0.1", "b@127.0.0.1"], PATIENCE)
+        .await;
+    tokio::time::sleep(TTL * 10).await;
+    t.server.expire();
+    assert_eq!(t.server.nodes().len(), 2);
+    assert_eq!(a.lefts_of("b@127.0.0.1"), 0);
+    let renewals = b.cluster.stats().renewals.load(Ordering::Relaxed);
+    assert!(
+        renewals >= 25,
+        "keep-alive every TTL/3: {renewals} renewals in 10 TTLs"
+    );
+    a.leave().await;
+    b.leave().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_lease_is_granted_again_and_the_key_rewritten() {
+    let t = mem();
+    let a = Node::start(&t, "a@127.0.0.1").await;
+    let b = Node::start(&t, "b@127.0.0.1").await;
+    let both = ["a@127.0.0.1", "b@127.0.0.1"];
+    a.wait_for_running(&both, PATIENCE).await;
+    let first = b.cluster.health().incarnation;
+    t.server.revoke(&name("b@127.0.0.1"));
+    // b notices at its next keep-alive and registers again with a new lease.
+    let mut rx = b.cluster.watch_health();
+    tokio::time::timeout(
+        PATIENCE,
+        rx.wait_for(|h| h.registered && h.incarnation != first),
+    )
+    .await
+    .expect("registered again")
+    .ok();
+    a.wait_for_running(&both, PATIENCE).await;
+    assert!(b.cluster.stats().registrations.load(Ordering::Relaxed) >= 2);
+    // A revoked lease deletes the key: a saw b leave, then join with a new incarnation.
+    assert_eq!(a.count("b@127.0.0.1", EventKind::Joined), 2);
+    a.leave().await;
+    b.leave().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_key_is_written_again_under_the_same_lease() {
+    let t = mem();
+    let a = Node::start(&t, "a@127.0.0.1").await;
+    let b = Node::start(&t, "b@127.0.0.1").await;
+    let both = ["a@127.0.0.1", "b@127.0.0.1"];
+    a.wait_for_running(&both, PATIENCE).await;
+    let lease = b.cluster.health().incarnation;
+    let bn = name("b@127.0.0.1");
+    t.server.delete_key(&bn);
+    tokio::time::timeout(PATIENCE, async {
+        while !t.server.nodes().contains(&bn) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("b's key restored");
+    assert_eq!(b.cluster.health().incarnation, lease, "same lease");
+    a.wait_for_running(&both, PATIENCE).await;
+    a.leave().await;
+    b.leave().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_longer_than_the_ttl_keeps_the_view_and_retries_with_backoff() {
+    let t = mem();
+    let a = Node::start(&t, "a@127.0.0.1").await;
+    let b = Node::start(&t, "b@127.0.0.1").await;
+    let both = ["a@127.0.0.1", "b@127.0.0.1"];
+    a.wait_for_running(&both, PATIENCE).await;
+    t.server.set_down(true);
+    tokio::time::sleep(TTL * 5).await;
+    let view = a.cluster.view();
+    assert!(view.stale, "stale while the backend is down");
+    assert_eq!(view.running_nodes().len(), 2, "last view kept");
+    let h = a.cluster.health();
+    assert_eq!(h.last_error_kind, Some("unavailable"));
+    // Backoff: doubling from 50 ms to 500 ms, a node makes far fewer calls in 45 s than a
+    // fixed 50 ms retry would (900 per loop), but keeps trying.
+    let failures = h.consecutive_failures;
+    assert!(
+        (20..=600).contains(&failures),
+        "{failures} failed calls in 45 s"
+    );
+    t.server.set_down(false);
+    a.wait_fresh(PATIENCE).await;
+    a.wait_for_running(&both, PATIENCE).await;
+    assert_eq!(a.lefts_of("b@127.0.0.1"), 0);
+    assert_eq!(b.lefts_of("a@127.0.0.1"), 0);
+    a.leave().await;
+    b.leave().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_wipe_members_that_do_not_come_back_leave_after_the_grace_period() {
+    let t = mem();
+    let a = Node::start(&t, "a@127.0.0.1").await;
+    let b = Node::start(&t, "b@127.0.0.1").await;
+    let both = ["a@127.0.0.1", "b@127.0.0.1"];
+    a.wait_for_running(&both, PATIENCE).await;
+    // b dies in the same instant as the backend is wiped: it will not register again.
+    b.crash();
+    t.server.wipe();
+    let bn = name("b@127.0.0.1");
+    let mut rx = a.cluster.watch();
+    tokio::time::timeout(
+        PATIENCE,
+        rx.wait_for(|v| v.get(&bn).is_some_and(|e| e.vanishing)),
+    )
+    .await
+    .expect("b kept, marked vanishing, during the grace period")
+    .ok();
+    a.wait_for_running(&["a@127.0.0.1"], PATIENCE).await;
+    let left: Vec<_> = a
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == EventKind::Left)
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(left, vec![Some(LeftReason::Vanished)]);
+    a.leave().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_compaction_makes_watchers_resync_without_false_events() {
+    let t = mem();
+    let an = name("a@127.0.0.1");
+    let a_backend = t.server.backend(TTL);
+    let a = Node::start_with(a_backend.clone(), t.engine_config(&an));
+    let b = Node::start(&t, "b@127.0.0.1").await;
+    let both = ["a@127.0.0.1", "b@127.0.0.1"];
+    a.wait_for_running(&both, PATIENCE).await;
+    a.wait_fresh(PATIENCE).await;
+    let before = a.events.lock().unwrap().len();
+    // a is cut off; meanwhile c joins and the history is compacted past a's revision.
+    a_backend.partition(true);
+    let c = Node::start(&t, "c@127.0.0.1").await;
+    c.wait_for_running(&["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"], PATIENCE)
+        .await;
+    t.server.compact_and_break();
+    a_backend.partition(false);
+    a.wait_for_running(&["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"], PATIENCE)
+        .await;
+    a.wait_fresh(PATIENCE).await;
+    let events = a.events.lock().unwrap()[before..].to_vec();
+    assert_eq!(events.len(), 1, "only c's join: {events:?}");
+    assert_eq!(events[0].node.as_str(), "c@127.0.0.1");
+    assert!(a.cluster.stats().resyncs.load(Ordering::Relaxed) >= 1);
+    a.leave().await;
+    b.leave().await;
+    c.leave().await;
+}

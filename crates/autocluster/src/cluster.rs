@@ -1,0 +1,253 @@
+//! The handle an application embeds.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use autocluster_plugin::{
+    Discovery, Error, ErrorKind, LockToken, Member, Metadata, NodeName, Registration, Result,
+};
+use tokio::sync::{broadcast, watch};
+
+use crate::config::Settings;
+use crate::engine::{Engine, EngineConfig, Shared, Stats};
+use crate::view::{unix_ms, Event, Health, View};
+
+/// A running membership: this node registered through its backend, and a live view of the
+/// others.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), autocluster::plugin::Error> {
+/// let cluster = autocluster::Cluster::from_file("node.conf").await?;
+/// println!("{}", cluster.view().emqx_status_line());
+/// let mut events = cluster.events();
+/// while let Ok(event) = events.recv().await {
+///     println!("{} {}", event.kind.as_str(), event.node);
+/// }
+/// cluster.leave().await?;
+/// # Ok(()) }
+/// ```
+pub struct Cluster {
+    engine: Engine,
+    shared: Arc<Shared>,
+    extra: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", self.node())
+            .field("backend", &self.backend_name())
+            .finish()
+    }
+}
+
+impl Cluster {
+    /// Loads `path` (with `AUTOCLUSTER_` environment overrides) and starts.
+    pub async fn from_file(path: impl AsRef<Path>) -> Result<Cluster> {
+        let settings = Settings::load(path).map_err(Error::from)?;
+        Cluster::start(&settings).await
+    }
+
+    /// Starts from loaded settings: builds the backend `cluster.discovery` names and runs the
+    /// engine. Does not wait for the backend: a node starts even when its backend is down, and
+    /// registers once it answers.
+    pub async fn start(settings: &Settings) -> Result<Cluster> {
+        let backend = crate::dispatch::build_backend(settings)?;
+        let mut config = EngineConfig::new(Registration {
+            node: settings.node.clone(),
+            meta: Metadata {
+                node: Some(settings.node.clone()),
+                addrs: settings.listen.iter().map(|a| a.to_string()).collect(),
+                version: Some(env!("CARGO_PKG_VERSION").to_string()),
+                started_at_ms: Some(unix_ms(SystemTime::now())),
+                labels: Default::default(),
+            },
+        });
+        config.call_timeout = settings.call_timeout;
+        config.backoff_min = settings.backoff_min;
+        config.backoff_max = settings.backoff_max;
+        config.grace = settings.grace;
+        config.probe_interval = settings.probe_interval;
+        let extra = Vec::new();
+        Ok(Cluster::assemble(backend, config, extra))
+    }
+
+    /// Runs the engine over a backend built by the program (your own `Discovery`, or one of
+    /// ours configured in code).
+    pub fn with_backend(backend: Arc<dyn Discovery>, config: EngineConfig) -> Cluster {
+        Cluster::assemble(backend, config, Vec::new())
+    }
+
+    fn assemble(
+        backend: Arc<dyn Discovery>,
+        config: EngineConfig,
+        extra: Vec<tokio::task::JoinHandle<()>>,
+    ) -> Cluster {
+        let engine = Engine::spawn(backend, config);
+        let shared = engine.shared.clone();
+        Cluster {
+            engine,
+            shared,
+            extra,
+        }
+    }
+
+    /// This node.
+    pub fn node(&self) -> &NodeName {
+        &self.shared.config.registration.node
+    }
+
+    /// The backend's name (`etcd`).
+    pub fn backend_name(&self) -> &'static str {
+        self.shared.backend.name()
+    }
+
+    /// The current view.
+    pub fn view(&self) -> View {
+        self.shared.view.borrow().clone()
+    }
+
+    /// A receiver of the current view, woken at every change.
+    pub fn watch(&self) -> watch::Receiver<View> {
+        self.shared.view.subscribe()
+    }
+
+    /// Events from now on. A subscriber that falls more than the event capacity behind gets
+    /// `RecvError::Lagged` and should read [`Cluster::view`] to catch up.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// The engine's health now.
+    pub fn health(&self) -> Health {
+        self.shared.health.borrow().clone()
+    }
+
+    /// A receiver of the health, woken at every change.
+    pub fn watch_health(&self) -> watch::Receiver<Health> {
+        self.shared.health.subscribe()
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// Entries the backend skipped as invalid (garbage under the prefix, bad datagrams).
+    pub fn invalid_entries(&self) -> u64 {
+        self.shared.backend.invalid_entries()
+    }
+
+    /// Waits until the node is registered and its view is fresh, at most `timeout`; returns
+    /// whether it got there.
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        let mut rx = self.shared.health.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|h| h.is_ready()))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The oldest running member (lowest creation revision): the natural node to join.
+    pub fn oldest(&self) -> Option<Member> {
+        self.shared.view.borrow().oldest().map(|e| e.member.clone())
+    }
+
+    /// Takes the cluster lock (etcd: `/<prefix>/<cluster>/lock`, on this node's lease), waiting
+    /// at most `timeout`. The lock goes with the lease: if this node dies, it is released.
+    pub async fn lock(&self, timeout: Duration) -> Result<ClusterLock> {
+        let backend = &self.shared.backend;
+        if !backend.capabilities().lock {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("the {} backend has no cluster lock", backend.name()),
+            ));
+        }
+        let mut lease_rx = self.shared.lease.subscribe();
+        let lease = tokio::time::timeout(timeout, lease_rx.wait_for(|l| l.is_some()))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|l| *l))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::LockTimeout,
+                    format!("not registered within {timeout:?}, so no lock"),
+                )
+            })?;
+        let token = backend.lock(&lease, timeout).await?;
+        Ok(ClusterLock {
+            token: Some(token),
+            backend: backend.clone(),
+        })
+    }
+
+    /// Leaves the cluster: deregisters at once (peers see this node go within milliseconds)
+    /// and stops.
+    pub async fn leave(mut self) -> Result<()> {
+        self.engine.shutdown().await;
+        for t in self.extra.drain(..) {
+            t.abort();
+        }
+        Ok(())
+    }
+}
+
+impl Cluster {
+    /// Stops without deregistering, as a crash would: peers see this node go when its
+    /// registration's TTL runs out. For tests, demos, and handing a registration over.
+    pub fn abandon(mut self) {
+        self.engine.abort();
+        for t in self.extra.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for t in &self.extra {
+            t.abort();
+        }
+    }
+}
+
+/// A held cluster lock. Release it with [`ClusterLock::unlock`]; dropping it releases it in
+/// the background.
+#[derive(Debug)]
+pub struct ClusterLock {
+    token: Option<LockToken>,
+    backend: Arc<dyn Discovery>,
+}
+
+impl ClusterLock {
+    /// The fencing token: larger for every later holder.
+    pub fn fence(&self) -> u64 {
+        self.token.as_ref().map_or(0, |t| t.fence.0)
+    }
+
+    /// The key that holds the lock.
+    pub fn key(&self) -> &str {
+        self.token.as_ref().map_or("", |t| t.key.as_str())
+    }
+
+    /// Releases the lock.
+    pub async fn unlock(mut self) -> Result<()> {
+        match self.token.take() {
+            Some(t) => self.backend.unlock(&t).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ClusterLock {
+    fn drop(&mut self) {
+        if let Some(t) = self.token.take() {
+            let backend = self.backend.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = backend.unlock(&t).await;
+                });
+            }
+        }
+    }
+}

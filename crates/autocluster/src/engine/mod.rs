@@ -1,0 +1,238 @@
+//! The engine: one for every backend.
+//!
+//! Two tasks drive a backend. The *registration* task registers this node, keeps the
+//! registration alive, registers again whenever it is lost, and deregisters on shutdown. The
+//! *view* task reads a snapshot, then follows pushed changes (or polls snapshots), applies
+//! them to the one member [`Table`](table::Table), expires soft-state members and members
+//! whose grace period ran out, probes candidates, and publishes the view and the events.
+//! Every backend call is bounded by a timeout; every failure is retried with backoff; the
+//! last view is kept, marked stale, until the backend answers again.
+
+mod backoff;
+mod deadlines;
+mod registration;
+mod stats;
+mod table;
+mod view_task;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use autocluster_plugin::{Discovery, Error, ErrorKind, Lease, Member, Registration, Result};
+use futures::future::BoxFuture;
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use stats::Stats;
+
+use crate::view::{Event, Health, View};
+
+/// Decides whether a candidate runs (the liveness probe of list-only backends).
+pub type Prober = Arc<dyn Fn(Member) -> BoxFuture<'static, bool> + Send + Sync>;
+
+/// How the engine drives a backend.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// What this node registers.
+    pub registration: Registration,
+    /// The bound on every backend call.
+    pub call_timeout: Duration,
+    /// The first retry delay.
+    pub backoff_min: Duration,
+    /// The largest retry delay.
+    pub backoff_max: Duration,
+    /// How long a member that vanished from a full snapshot is kept; `None`: the backend's
+    /// registration TTL.
+    pub grace: Option<Duration>,
+    /// The liveness probe for list-only backends; `None` counts every candidate as running.
+    pub prober: Option<Prober>,
+    /// How often candidates are probed.
+    pub probe_interval: Duration,
+    /// How many events a slow subscriber may fall behind before it misses some.
+    pub event_capacity: usize,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("registration", &self.registration)
+            .field("call_timeout", &self.call_timeout)
+            .field("backoff_min", &self.backoff_min)
+            .field("backoff_max", &self.backoff_max)
+            .field("grace", &self.grace)
+            .field("prober", &self.prober.is_some())
+            .field("probe_interval", &self.probe_interval)
+            .finish()
+    }
+}
+
+impl EngineConfig {
+    /// Defaults for everything but the registration.
+    pub fn new(registration: Registration) -> Self {
+        EngineConfig {
+            registration,
+            call_timeout: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            grace: None,
+            prober: None,
+            probe_interval: Duration::from_secs(5),
+            event_capacity: 16 * 1024,
+        }
+    }
+}
+
+/// What the tasks share with each other and with readers.
+pub(crate) struct Shared {
+    pub backend: Arc<dyn Discovery>,
+    pub config: EngineConfig,
+    pub view: watch::Sender<View>,
+    pub events: broadcast::Sender<Event>,
+    pub health: watch::Sender<Health>,
+    /// The current registration, set by the registration task.
+    pub lease: watch::Sender<Option<Lease>>,
+    /// Whether the registration task's last call succeeded.
+    pub registration_ok: watch::Sender<bool>,
+    /// Raised by the view task when this node's own registration vanished.
+    pub own_key_missing: Notify,
+    pub stats: Stats,
+    pub cancel: CancellationToken,
+}
+
+impl Shared {
+    /// One bounded backend call, with its outcome recorded in health and stats.
+    pub async fn call<T>(
+        &self,
+        operation: &'static str,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let result = match tokio::time::timeout(self.config.call_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("no answer within {:?}", self.config.call_timeout),
+            )
+            .with_backend(self.backend.name())
+            .with_operation(operation)),
+        };
+        match &result {
+            Ok(_) => self.record_success(operation),
+            Err(e) => self.record_error(operation, e),
+        }
+        result
+    }
+
+    pub fn record_success(&self, operation: &'static str) {
+        self.stats.call(operation, None);
+        self.health.send_if_modified(|h| {
+            let was = (h.consecutive_failures, h.last_success);
+            h.consecutive_failures = 0;
+            h.last_success = Some(SystemTime::now());
+            // Publish at most once per second for successes alone.
+            was.0 != 0
+                || was
+                    .1
+                    .and_then(|t| t.elapsed().ok())
+                    .is_none_or(|d| d >= Duration::from_secs(1))
+        });
+    }
+
+    pub fn record_error(&self, operation: &'static str, e: &Error) {
+        self.stats.call(operation, Some(e.kind()));
+        let text = if e.context().operation.is_some() {
+            e.to_string()
+        } else {
+            format!("{} {operation}: {e}", self.backend.name())
+        };
+        tracing::warn!(backend = self.backend.name(), operation, kind = %e.kind(), "{text}");
+        self.health.send_modify(|h| {
+            h.consecutive_failures += 1;
+            h.last_error = Some(text);
+            h.last_error_kind = Some(e.kind().as_str());
+            h.last_error_at = Some(SystemTime::now());
+        });
+    }
+
+    pub fn publish(&self, view: &View, events: &mut Vec<Event>) {
+        self.view.send_replace(view.clone());
+        self.health.send_if_modified(|h| {
+            let stale = view.stale || !*self.registration_ok.borrow();
+            let changed = h.stale != stale || h.synced != view.synced;
+            h.stale = stale;
+            h.synced = view.synced;
+            changed
+        });
+        for e in events.drain(..) {
+            self.stats.event(e.kind);
+            tracing::info!(event = e.kind.as_str(), node = %e.node, incarnation = %e.member.incarnation, "member {}", e.kind.as_str());
+            let _ = self.events.send(e);
+        }
+    }
+}
+
+/// A running engine.
+pub(crate) struct Engine {
+    pub shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the engine's tasks on the current tokio runtime.
+    pub fn spawn(backend: Arc<dyn Discovery>, config: EngineConfig) -> Engine {
+        let caps = backend.capabilities();
+        let health = Health {
+            backend: backend.name(),
+            registered: caps.registration == autocluster_plugin::Registrations::None,
+            stale: true,
+            ..Health::default()
+        };
+        let shared = Arc::new(Shared {
+            backend,
+            view: watch::channel(View {
+                stale: true,
+                ..View::default()
+            })
+            .0,
+            events: broadcast::channel(config.event_capacity.max(16)).0,
+            health: watch::channel(health).0,
+            lease: watch::channel(None).0,
+            registration_ok: watch::channel(true).0,
+            own_key_missing: Notify::new(),
+            stats: Stats::default(),
+            cancel: CancellationToken::new(),
+            config,
+        });
+        let mut tasks = vec![tokio::spawn(view_task::run(shared.clone()))];
+        if caps.registration != autocluster_plugin::Registrations::None {
+            tasks.push(tokio::spawn(registration::run(shared.clone())));
+        }
+        Engine { shared, tasks }
+    }
+
+    /// Stops the tasks; the registration task deregisters first (bounded by the call
+    /// timeout).
+    pub async fn shutdown(&mut self) {
+        self.shared.cancel.cancel();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Engine {
+    /// Stops without deregistering, as a crash would: the registration stays until its TTL
+    /// runs out.
+    pub fn abort(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+        self.shared.cancel.cancel();
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+    }
+}

@@ -1,0 +1,256 @@
+//! What readers see: the current view, the events that change it, and the engine's health.
+
+use std::time::SystemTime;
+
+use autocluster_plugin::{Member, NodeName, Revision};
+use serde::Serialize;
+
+/// Whether a member runs.
+///
+/// Members of backends that register (etcd, multicast) are running while registered. Members
+/// of backends that only list candidates (static seeds, DNS) are running once the liveness
+/// probe has proved them, stopped otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Registered, or answered the probe as the expected node.
+    Running,
+    /// Listed but not answering (or not yet probed).
+    Stopped,
+}
+
+/// One entry of the view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberEntry {
+    /// The member as the backend reports it.
+    #[serde(flatten)]
+    pub member: Member,
+    /// Running or stopped.
+    pub status: Status,
+    /// When the member entered the view.
+    #[serde(with = "ms")]
+    pub since: SystemTime,
+    /// When the backend stopped listing it after a resync, the member is kept for the grace
+    /// period and marked `vanishing` (an etcd wipe: it will come back).
+    pub vanishing: bool,
+}
+
+/// The membership as this node sees it now. Cloning is cheap (a persistent map).
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub(crate) members: imbl::OrdMap<NodeName, MemberEntry>,
+    /// The backend revision the view reflects.
+    pub revision: Revision,
+    /// True while the backend cannot be read (the view is the last known one), or before the
+    /// first snapshot.
+    pub stale: bool,
+    /// True once a first snapshot was read.
+    pub synced: bool,
+}
+
+impl View {
+    /// Every member, ordered by node name.
+    pub fn members(&self) -> impl Iterator<Item = &MemberEntry> + '_ {
+        self.members.values()
+    }
+
+    /// The entry of `node`.
+    pub fn get(&self, node: &NodeName) -> Option<&MemberEntry> {
+        self.members.get(node)
+    }
+
+    /// Whether `node` is in the view and running.
+    pub fn is_running(&self, node: &NodeName) -> bool {
+        self.members
+            .get(node)
+            .is_some_and(|e| e.status == Status::Running)
+    }
+
+    /// How many members (running or stopped).
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether the view is empty.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The running nodes, ordered.
+    pub fn running_nodes(&self) -> Vec<NodeName> {
+        self.nodes_with(Status::Running)
+    }
+
+    /// The listed nodes that do not run, ordered.
+    pub fn stopped_nodes(&self) -> Vec<NodeName> {
+        self.nodes_with(Status::Stopped)
+    }
+
+    fn nodes_with(&self, status: Status) -> Vec<NodeName> {
+        self.members
+            .values()
+            .filter(|e| e.status == status)
+            .map(|e| e.member.node.clone())
+            .collect()
+    }
+
+    /// The oldest running member: the lowest creation revision, ties broken by name. This is
+    /// the natural seed a new node joins.
+    pub fn oldest(&self) -> Option<&MemberEntry> {
+        self.members
+            .values()
+            .filter(|e| e.status == Status::Running)
+            .min_by(|a, b| {
+                (a.member.created, &a.member.node).cmp(&(b.member.created, &b.member.node))
+            })
+    }
+
+    /// EMQX's one-line form:
+    /// `Cluster status: [{running_nodes,['a@h','b@h']}]`, with
+    /// `,{stopped_nodes,[...]}` before the final `]` when some listed node does not run.
+    pub fn emqx_status_line(&self) -> String {
+        let list = |nodes: Vec<NodeName>| {
+            nodes
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut s = format!(
+            "Cluster status: [{{running_nodes,[{}]}}",
+            list(self.running_nodes())
+        );
+        let stopped = self.stopped_nodes();
+        if !stopped.is_empty() {
+            s.push_str(&format!(",{{stopped_nodes,[{}]}}", list(stopped)));
+        }
+        s.push(']');
+        s
+    }
+}
+
+/// What happened to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// A member started running (registered, or answered its first probe).
+    Joined,
+    /// A member stopped running.
+    Left,
+    /// A running member changed: new metadata, or a new incarnation inside the grace period.
+    Updated,
+}
+
+impl EventKind {
+    /// `joined`, `left` or `updated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Joined => "joined",
+            EventKind::Left => "left",
+            EventKind::Updated => "updated",
+        }
+    }
+}
+
+/// Why a member left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeftReason {
+    /// Its registration was deleted: a clean leave, or its lease expired on the server.
+    Deregistered,
+    /// Not heard from within its TTL (multicast).
+    Expired,
+    /// The backend stopped listing it and it did not come back within the grace period.
+    Vanished,
+    /// It stopped answering the liveness probe.
+    Stopped,
+    /// A new life of the node replaced this one.
+    Restarted,
+}
+
+/// One change of the view, as subscribers receive it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// Joined, left or updated.
+    #[serde(rename = "event")]
+    pub kind: EventKind,
+    /// The node.
+    pub node: NodeName,
+    /// The member after the change (for `Left`: as it was last seen).
+    pub member: Member,
+    /// The member before the change, for `Updated`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Member>,
+    /// Why, for `Left`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<LeftReason>,
+    /// The backend revision of the change.
+    pub revision: Revision,
+    /// When this node saw it.
+    #[serde(with = "ms", rename = "at_ms")]
+    pub at: SystemTime,
+}
+
+/// The engine's health, for readiness probes and `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// The backend's name.
+    pub backend: &'static str,
+    /// Whether this node's registration is in place (always true for backends without one).
+    pub registered: bool,
+    /// The incarnation of the current registration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<u64>,
+    /// Whether the view is the last known one rather than a live one.
+    pub stale: bool,
+    /// Whether a first snapshot was read.
+    pub synced: bool,
+    /// When a backend call last succeeded.
+    #[serde(with = "opt_ms", skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<SystemTime>,
+    /// The last error, with when it happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The kind of the last error (`unavailable`, `tls`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error_kind: Option<&'static str>,
+    /// When the last error happened.
+    #[serde(with = "opt_ms", skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<SystemTime>,
+    /// Backend calls that failed in a row, across registration and view.
+    pub consecutive_failures: u64,
+}
+
+impl Health {
+    /// Ready: registered, synced, and the view is fresh.
+    pub fn is_ready(&self) -> bool {
+        self.registered && self.synced && !self.stale
+    }
+}
+
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+mod ms {
+    use serde::Serializer;
+    use std::time::SystemTime;
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(super::unix_ms(*t))
+    }
+}
+
+mod opt_ms {
+    use serde::Serializer;
+    use std::time::SystemTime;
+
+    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_u64(super::unix_ms(*t)),
+            None => s.serialize_none(),
+        }
+    }
+}
