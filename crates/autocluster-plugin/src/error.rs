@@ -90,8 +90,10 @@ pub struct Context {
     pub endpoint: Option<String>,
 }
 
-/// The error every backend returns and the engine acts on.
-pub struct Error {
+/// The error every backend returns and the engine acts on. One pointer wide.
+pub struct Error(Box<Inner>);
+
+struct Inner {
     kind: ErrorKind,
     retryable: bool,
     message: String,
@@ -105,99 +107,99 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind`; retryable as the kind is by default.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
+        Error(Box::new(Inner {
             kind,
             retryable: kind.default_retryable(),
             message: message.into(),
             context: Context::default(),
             source: None,
-        }
+        }))
     }
 
     /// Sets the backend in the context.
     pub fn with_backend(mut self, backend: &'static str) -> Self {
-        self.context.backend = Some(backend);
+        self.0.context.backend = Some(backend);
         self
     }
 
     /// Sets the operation in the context.
     pub fn with_operation(mut self, operation: &'static str) -> Self {
-        self.context.operation = Some(operation);
+        self.0.context.operation = Some(operation);
         self
     }
 
     /// Sets the key (or file, or record) in the context.
     pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.context.key = Some(key.into());
+        self.0.context.key = Some(key.into());
         self
     }
 
     /// Sets the endpoint in the context.
     pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
-        self.context.endpoint = Some(endpoint.into());
+        self.0.context.endpoint = Some(endpoint.into());
         self
     }
 
     /// Attaches the underlying error.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.0.source = Some(Box::new(source));
         self
     }
 
     /// Overrides whether the engine should retry.
     pub fn with_retryable(mut self, retryable: bool) -> Self {
-        self.retryable = retryable;
+        self.0.retryable = retryable;
         self
     }
 
     /// The kind.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// Whether retrying may help.
     pub fn is_retryable(&self) -> bool {
-        self.retryable
+        self.0.retryable
     }
 
     /// The message, without context.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The context.
     pub fn context(&self) -> &Context {
-        &self.context
+        &self.0.context
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.context;
+        let c = &self.0.context;
         match (c.backend, c.operation) {
             (Some(b), Some(o)) => write!(f, "{b} {o}: ")?,
             (Some(b), None) => write!(f, "{b}: ")?,
             (None, Some(o)) => write!(f, "{o}: ")?,
             (None, None) => {}
         }
-        f.write_str(&self.message)?;
+        f.write_str(&self.0.message)?;
         if let Some(e) = c
             .endpoint
             .as_ref()
-            .filter(|e| !self.message.contains(e.as_str()))
+            .filter(|e| !self.0.message.contains(e.as_str()))
         {
             write!(f, " (endpoint {e})")?;
         }
         if let Some(k) = c
             .key
             .as_ref()
-            .filter(|k| !self.message.contains(k.as_str()))
+            .filter(|k| !self.0.message.contains(k.as_str()))
         {
             write!(f, " (key {k})")?;
         }
-        if let Some(s) = &self.source {
+        if let Some(s) = &self.0.source {
             let s = s.to_string();
-            if !s.is_empty() && !self.message.contains(&s) {
+            if !s.is_empty() && !self.0.message.contains(&s) {
                 write!(f, ": {s}")?;
             }
         }
@@ -208,18 +210,18 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("retryable", &self.retryable)
-            .field("message", &self.message)
-            .field("context", &self.context)
-            .field("source", &self.source.as_ref().map(|s| s.to_string()))
+            .field("kind", &self.0.kind)
+            .field("retryable", &self.0.retryable)
+            .field("message", &self.0.message)
+            .field("context", &self.0.context)
+            .field("source", &self.0.source.as_ref().map(|s| s.to_string()))
             .finish()
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0.source
             .as_ref()
             .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
     }

@@ -1,0 +1,71 @@
+//! Configuration: EMQX 4.x `.conf` files loaded verbatim, TOML and YAML, and
+//! `AUTOCLUSTER_*` environment overrides, through the `config` crate.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), autocluster::ConfigError> {
+//! let settings = autocluster::Settings::load("node.conf")?;
+//! let etcd = settings.section("cluster.etcd"); // keys relative, defaults filled in
+//! println!("{}", settings.render()); // what `autocluster check` prints
+//! # Ok(()) }
+//! ```
+//!
+//! Every value keeps its origin (`node.conf:4`, `node.toml:7`, or the environment variable),
+//! and every error names it, the key, the value and the expected form:
+//!
+//! ```text
+//! node.conf:4: cluster.etcd.node_ttl = 1x: expected a duration such as 500ms, 30s, 1m or 2h
+//! node.conf:3: unknown key cluster.etcd.prefx; did you mean cluster.etcd.prefix?
+//! ```
+//!
+//! Keys under `cluster.` must be known ([`known_keys`]); other keys (an application's own,
+//! in an emqx.conf shared with it) are left alone with a warning. The keys, their defaults
+//! and the precedence are documented in `docs/configuration.md`.
+
+use std::path::Path;
+
+mod conf_format;
+mod error;
+mod load;
+mod render;
+mod schema;
+mod settings;
+mod suggest;
+mod toml_format;
+mod tree;
+mod validate;
+mod yaml_format;
+
+pub use conf_format::{parse as parse_conf, ConfFormat, Entry, LineError, Parsed};
+pub use error::ConfigError;
+pub use load::{env_key, env_var, ENV_PREFIX};
+pub use schema::{known_keys, lookup, DefaultValue, KeySpec, Kind, DISCOVERY};
+pub use settings::Settings;
+pub use toml_format::TomlFormat;
+pub use yaml_format::YamlFormat;
+
+/// The format of a configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// EMQX 4.x `key = value` lines.
+    Conf,
+    /// TOML.
+    Toml,
+    /// YAML.
+    Yaml,
+}
+
+impl FileFormat {
+    /// The format by the file's extension: `.toml`, `.yaml`/`.yml`, anything else `.conf`.
+    pub fn from_path(path: impl AsRef<Path>) -> FileFormat {
+        let ext = path
+            .as_ref()
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("toml") => FileFormat::Toml,
+            Some("yaml" | "yml") => FileFormat::Yaml,
+            _ => FileFormat::Conf,
+        }
+    }
+}

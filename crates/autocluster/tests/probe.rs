@@ -1,0 +1,395 @@
+//! The peer probe against real listeners on loopback addresses.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use autocluster::plugin::{Member, Metadata, NodeName};
+use autocluster::probe::{probe, probe_addr, Identity, ListenerStats, PeerListener, ProbeOutcome};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn node(s: &str) -> NodeName {
+    NodeName::parse(s).unwrap()
+}
+
+fn id(name: &str, cluster: &str, cookie: &str) -> Identity {
+    Identity::new(node(name), cluster, cookie)
+}
+
+struct Serving {
+    addr: SocketAddr,
+    stats: Arc<ListenerStats>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_at(addr: SocketAddr, me: Identity, handshake: Duration) -> std::io::Result<Serving> {
+    let l = PeerListener::bind(addr, me)
+        .await?
+        .with_handshake_timeout(handshake);
+    let (addr, stats) = (l.local_addr(), l.stats());
+    Ok(Serving {
+        addr,
+        stats,
+        task: l.spawn(),
+    })
+}
+
+async fn serve(me: Identity) -> Serving {
+    serve_at((Ipv4Addr::LOCALHOST, 0).into(), me, WAIT)
+        .await
+        .unwrap()
+}
+
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_right_node_is_running() {
+    let l = serve(id("emqx2@127.0.0.1", "emqxcl", "cookie")).await;
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let out = probe(&me, &node("emqx2@127.0.0.1"), l.addr, WAIT).await;
+    assert_eq!(out, ProbeOutcome::Running);
+    assert!(out.is_running());
+    eventually("the listener counts the handshake", || {
+        l.stats.proven() == 1
+    })
+    .await;
+    assert_eq!(l.stats.refused(), 0);
+    // A node may probe itself, and the listener serves any number of probes.
+    let out = probe(&me, &node("emqx2@127.0.0.1"), l.addr, WAIT).await;
+    assert_eq!(out, ProbeOutcome::Running);
+}
+
+#[tokio::test]
+async fn another_node_at_the_address_is_reported_by_name() {
+    let l = serve(id("emqx2@127.0.0.1", "emqxcl", "cookie")).await;
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let out = probe(&me, &node("emqx3@127.0.0.1"), l.addr, WAIT).await;
+    assert_eq!(
+        out,
+        ProbeOutcome::WrongNode {
+            answered: "emqx2@127.0.0.1".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_node_of_another_cluster_is_reported_with_its_cluster() {
+    let l = serve(id("emqx2@127.0.0.1", "othercl", "cookie")).await;
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let out = probe(&me, &node("emqx2@127.0.0.1"), l.addr, WAIT).await;
+    assert_eq!(
+        out,
+        ProbeOutcome::WrongCluster {
+            answered: "othercl".into()
+        }
+    );
+    assert_eq!(l.stats.proven(), 0);
+}
+
+#[tokio::test]
+async fn a_wrong_cookie_is_refused_by_both_sides() {
+    let l = serve(id("emqx2@127.0.0.1", "emqxcl", "cookie")).await;
+    let intruder = id("emqx1@127.0.0.1", "emqxcl", "guessed");
+    let out = probe(&intruder, &node("emqx2@127.0.0.1"), l.addr, WAIT).await;
+    assert_eq!(out, ProbeOutcome::BadCookie);
+    eventually("the listener refuses the prober", || l.stats.refused() == 1).await;
+    assert_eq!(l.stats.proven(), 0);
+}
+
+#[tokio::test]
+async fn a_listener_that_cannot_prove_the_cookie_is_not_trusted() {
+    // A fake listener that plays along but does not know the cookie: it echoes a made-up
+    // proof. The prober must not call it running.
+    let fake = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = fake.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = fake.accept().await.unwrap();
+        read_raw_frame(&mut s).await;
+        let mut challenge = vec![1u8];
+        for field in ["emqxcl", "emqx2@127.0.0.1"] {
+            challenge.extend_from_slice(&(field.len() as u16).to_be_bytes());
+            challenge.extend_from_slice(field.as_bytes());
+        }
+        challenge.extend_from_slice(&[0x42; 32]);
+        write_raw_frame(&mut s, 2, &challenge).await;
+        read_raw_frame(&mut s).await;
+        write_raw_frame(&mut s, 4, &[0x17; 32]).await;
+    });
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let out = probe(&me, &node("emqx2@127.0.0.1"), addr, WAIT).await;
+    assert_eq!(out, ProbeOutcome::BadCookie);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn nothing_listening_is_unreachable() {
+    let free = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let out = probe(&me, &node("emqx2@127.0.0.1"), addr, WAIT).await;
+    assert!(
+        matches!(out, ProbeOutcome::Unreachable(ref why) if why.contains(&addr.to_string())),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_unreachable_within_the_timeout() {
+    // Accepts and never answers, like a paused process whose kernel still accepts.
+    let silent = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let out = probe(
+        &me,
+        &node("emqx2@127.0.0.1"),
+        addr,
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(
+        matches!(out, ProbeOutcome::Unreachable(ref why) if why.contains("did not answer")),
+        "{out:?}"
+    );
+    drop(silent);
+}
+
+#[tokio::test]
+async fn a_peer_speaking_another_protocol_is_a_protocol_error() {
+    let http = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = http.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = http.accept().await.unwrap();
+        let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        let mut sink = [0u8; 512];
+        let _ = s.read(&mut sink).await;
+    });
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let out = probe(&me, &node("emqx2@127.0.0.1"), addr, WAIT).await;
+    assert!(matches!(out, ProbeOutcome::Protocol(_)), "{out:?}");
+    server.abort();
+}
+
+#[tokio::test]
+async fn garbage_and_slow_clients_do_not_hurt_the_listener() {
+    let l = serve_at(
+        (Ipv4Addr::LOCALHOST, 0).into(),
+        id("emqx2@127.0.0.1", "emqxcl", "cookie"),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let target = node("emqx2@127.0.0.1");
+
+    // Random bytes, an HTTP request, a frame claiming 64 KiB, an empty connection, and a
+    // HELLO of a future version.
+    let mut rng_bytes = vec![0u8; 4096];
+    for (i, b) in rng_bytes.iter_mut().enumerate() {
+        *b = (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0];
+    }
+    let mut future_hello = b"ACPB".to_vec();
+    future_hello.push(9);
+    future_hello.extend_from_slice(&[0xee; 40]);
+    let junk: Vec<Vec<u8>> = vec![
+        rng_bytes,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![1, 0xff, 0xff, 0, 0, 0],
+        vec![],
+    ];
+    for bytes in &junk {
+        let mut s = TcpStream::connect(l.addr).await.unwrap();
+        let _ = s.write_all(bytes).await;
+        let _ = s.shutdown().await;
+        // The listener closes such a connection rather than keeping it.
+        let mut sink = vec![0u8; 8192];
+        let closed = tokio::time::timeout(WAIT, async {
+            loop {
+                match s.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "listener kept a garbage connection open");
+    }
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    write_raw_frame(&mut s, 1, &future_hello).await;
+    let (ty, _) = read_raw_frame(&mut s).await;
+    assert_eq!(
+        ty, 5,
+        "a HELLO of an unknown version is refused, not ignored"
+    );
+
+    // A slowloris client: one byte of a plausible HELLO every 200 ms.
+    let slow_addr = l.addr;
+    let slowloris = tokio::spawn(async move {
+        let mut s = TcpStream::connect(slow_addr).await.unwrap();
+        for b in [1u8, 0, 200].iter().chain(b"ACPB".iter()).cycle().take(100) {
+            if s.write_all(&[*b]).await.is_err() {
+                return true; // the listener hung up on us
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    });
+    // Meanwhile honest probes are answered at once.
+    for _ in 0..3 {
+        assert_eq!(
+            probe(&me, &target, l.addr, WAIT).await,
+            ProbeOutcome::Running
+        );
+    }
+    let hung_up = tokio::time::timeout(Duration::from_secs(30), slowloris)
+        .await
+        .expect("the slowloris client finished")
+        .unwrap();
+    assert!(
+        hung_up,
+        "the listener let a slowloris client hold a connection for 20 s"
+    );
+    assert_eq!(
+        probe(&me, &target, l.addr, WAIT).await,
+        ProbeOutcome::Running
+    );
+    eventually("garbage counted as failed", || l.stats.failed() >= 5).await;
+    assert_eq!(l.stats.proven(), 4);
+    assert!(!l.task.is_finished());
+}
+
+#[tokio::test]
+async fn several_nodes_share_one_port_on_different_loopback_addresses() {
+    // Find a port free on both 127.0.0.11 and 127.0.0.12, as real hosts would share 4370.
+    let mut nodes = None;
+    for _ in 0..20 {
+        let a = serve_at(
+            "127.0.0.11:0".parse().unwrap(),
+            id("emqx1@127.0.0.11", "emqxcl", "cookie"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+        let port = a.addr.port();
+        if let Ok(b) = serve_at(
+            SocketAddr::from(([127, 0, 0, 12], port)),
+            id("emqx2@127.0.0.12", "emqxcl", "cookie"),
+            WAIT,
+        )
+        .await
+        {
+            nodes = Some((a, b));
+            break;
+        }
+    }
+    let (a, b) = nodes.expect("a port free on both addresses");
+    assert_eq!(a.addr.port(), b.addr.port());
+    let me = id("emqx3@127.0.0.13", "emqxcl", "cookie");
+    for (name, serving) in [("emqx1@127.0.0.11", &a), ("emqx2@127.0.0.12", &b)] {
+        let n = node(name);
+        // Where the engine would probe it: the host of its name, on the shared port.
+        let at = probe_addr(&Member::bare(n.clone()), a.addr.port()).await;
+        assert_eq!(at, Some(serving.addr));
+        assert_eq!(
+            probe(&me, &n, serving.addr, WAIT).await,
+            ProbeOutcome::Running
+        );
+    }
+    // A seed list with the hosts swapped finds the wrong nodes, and says so.
+    assert_eq!(
+        probe(&me, &node("emqx1@127.0.0.11"), b.addr, WAIT).await,
+        ProbeOutcome::WrongNode {
+            answered: "emqx2@127.0.0.12".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn probe_addr_prefers_advertised_addresses_then_the_node_host() {
+    let with_addrs = |addrs: &[&str]| Member {
+        meta: Some(Metadata {
+            addrs: addrs.iter().map(|s| s.to_string()).collect(),
+            ..Metadata::default()
+        }),
+        ..Member::bare(node("emqx@127.0.0.11"))
+    };
+    let a = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        probe_addr(&Member::bare(node("emqx@127.0.0.11")), 4370).await,
+        a("127.0.0.11:4370")
+    );
+    assert_eq!(
+        probe_addr(&Member::bare(node("emqx@::1")), 4370).await,
+        a("[::1]:4370")
+    );
+    assert_eq!(
+        probe_addr(&Member::bare(node("emqx@[::1]")), 4371).await,
+        a("[::1]:4371")
+    );
+    assert_eq!(
+        probe_addr(&with_addrs(&["127.0.0.12:5000"]), 4370).await,
+        a("127.0.0.12:5000")
+    );
+    assert_eq!(
+        probe_addr(&with_addrs(&["not an address", "[::1]:5001"]), 4370).await,
+        a("[::1]:5001")
+    );
+    // A hostname and port (an SRV target) is resolved.
+    let resolved = probe_addr(&with_addrs(&["localhost:5002"]), 4370)
+        .await
+        .unwrap();
+    assert!(
+        resolved.ip().is_loopback() && resolved.port() == 5002,
+        "{resolved}"
+    );
+    // Garbage entries fall back to the node's host.
+    assert_eq!(
+        probe_addr(&with_addrs(&["::::", "x:y"]), 4370).await,
+        a("127.0.0.11:4370")
+    );
+    let by_name = probe_addr(&Member::bare(node("emqx@localhost")), 4370)
+        .await
+        .unwrap();
+    assert!(
+        by_name.ip().is_loopback() && by_name.port() == 4370,
+        "{by_name}"
+    );
+    assert_eq!(
+        probe_addr(&Member::bare(node("emqx@no-such-host.invalid")), 4370).await,
+        None
+    );
+}
+
+async fn read_raw_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0u8; 3];
+    s.read_exact(&mut head).await.unwrap();
+    let mut payload = vec![0u8; u16::from_be_bytes([head[1], head[2]]) as usize];
+    s.read_exact(&mut payload).await.unwrap();
+    (head[0], payload)
+}
+
+async fn write_raw_frame(s: &mut TcpStream, ty: u8, payload: &[u8]) {
+    let mut f = vec![ty];
+    f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    f.extend_from_slice(payload);
+    s.write_all(&f).await.unwrap();
+}
