@@ -169,6 +169,20 @@ impl Node {
     }
 }
 
+/// The node names the suite uses, for targets that must know them up front (static seeds).
+pub const NODE_NAMES: &[&str] = &[
+    "suite-a1@127.0.0.31",
+    "suite-b1@127.0.0.32",
+    "suite-a2@127.0.0.31",
+    "suite-b2@127.0.0.32",
+    "suite-a3@127.0.0.31",
+    "suite-b3@127.0.0.32",
+    "suite-a4@127.0.0.31",
+    "suite-b4@127.0.0.32",
+    "suite-a5@127.0.0.31",
+    "suite-b5@127.0.0.32",
+];
+
 /// Runs every check the target's capabilities allow. Panics with a message naming the check
 /// and the target on the first failure.
 pub async fn run(target: &dyn Target) {
@@ -194,14 +208,14 @@ pub async fn run(target: &dyn Target) {
 /// Two nodes see each other (and themselves).
 pub async fn sees_itself_and_a_peer(target: &dyn Target) {
     let p = target.patience();
-    let a = Node::start(target, "suite-a1@127.0.0.1").await;
-    let b = Node::start(target, "suite-b1@127.0.0.1").await;
-    let both = ["suite-a1@127.0.0.1", "suite-b1@127.0.0.1"];
+    let a = Node::start(target, "suite-a1@127.0.0.31").await;
+    let b = Node::start(target, "suite-b1@127.0.0.32").await;
+    let both = ["suite-a1@127.0.0.31", "suite-b1@127.0.0.32"];
     a.wait_for_running(&both, p).await;
     b.wait_for_running(&both, p).await;
     a.wait_fresh(p).await;
     assert_eq!(
-        a.count("suite-b1@127.0.0.1", EventKind::Joined),
+        a.count("suite-b1@127.0.0.32", EventKind::Joined),
         1,
         "{}: one Joined for the peer",
         target.name()
@@ -213,14 +227,14 @@ pub async fn sees_itself_and_a_peer(target: &dyn Target) {
 /// A clean leave is seen by the peer as `Left`, well within the TTL.
 pub async fn sees_a_clean_leave(target: &dyn Target) {
     let p = target.patience();
-    let a = Node::start(target, "suite-a2@127.0.0.1").await;
-    let b = Node::start(target, "suite-b2@127.0.0.1").await;
-    a.wait_for_running(&["suite-a2@127.0.0.1", "suite-b2@127.0.0.1"], p)
+    let a = Node::start(target, "suite-a2@127.0.0.31").await;
+    let b = Node::start(target, "suite-b2@127.0.0.32").await;
+    a.wait_for_running(&["suite-a2@127.0.0.31", "suite-b2@127.0.0.32"], p)
         .await;
     b.leave().await;
-    a.wait_for_running(&["suite-a2@127.0.0.1"], p).await;
+    a.wait_for_running(&["suite-a2@127.0.0.31"], p).await;
     assert_eq!(
-        a.lefts_of("suite-b2@127.0.0.1"),
+        a.lefts_of("suite-b2@127.0.0.32"),
         1,
         "{}: one Left after a clean leave",
         target.name()
@@ -231,14 +245,14 @@ pub async fn sees_a_clean_leave(target: &dyn Target) {
 /// A node that stops without deregistering is gone once its TTL runs out.
 pub async fn sees_a_crash_expire(target: &dyn Target) {
     let p = target.patience();
-    let a = Node::start(target, "suite-a3@127.0.0.1").await;
-    let b = Node::start(target, "suite-b3@127.0.0.1").await;
-    a.wait_for_running(&["suite-a3@127.0.0.1", "suite-b3@127.0.0.1"], p)
+    let a = Node::start(target, "suite-a3@127.0.0.31").await;
+    let b = Node::start(target, "suite-b3@127.0.0.32").await;
+    a.wait_for_running(&["suite-a3@127.0.0.31", "suite-b3@127.0.0.32"], p)
         .await;
     b.crash();
-    a.wait_for_running(&["suite-a3@127.0.0.1"], p).await;
+    a.wait_for_running(&["suite-a3@127.0.0.31"], p).await;
     assert_eq!(
-        a.lefts_of("suite-b3@127.0.0.1"),
+        a.lefts_of("suite-b3@127.0.0.32"),
         1,
         "{}: one Left after a crash",
         target.name()
@@ -249,7 +263,7 @@ pub async fn sees_a_crash_expire(target: &dyn Target) {
 /// Through an outage the view stays, marked stale; no `Left`; fresh again after.
 pub async fn survives_an_outage(target: &dyn Target) {
     let p = target.patience();
-    let both = ["suite-a4@127.0.0.1", "suite-b4@127.0.0.1"];
+    let both = ["suite-a4@127.0.0.31", "suite-b4@127.0.0.32"];
     let a = Node::start(target, both[0]).await;
     let b = Node::start(target, both[1]).await;
     a.wait_for_running(&both, p).await;
@@ -295,7 +309,7 @@ pub async fn survives_an_outage(target: &dyn Target) {
 /// reported as having left.
 pub async fn resyncs_after_losing_history(target: &dyn Target) {
     let p = target.patience();
-    let both = ["suite-a5@127.0.0.1", "suite-b5@127.0.0.1"];
+    let both = ["suite-a5@127.0.0.31", "suite-b5@127.0.0.32"];
     let a = Node::start(target, both[0]).await;
     let b = Node::start(target, both[1]).await;
     a.wait_for_running(&both, p).await;

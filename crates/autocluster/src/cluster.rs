@@ -10,7 +10,8 @@ use autocluster_plugin::{
 use tokio::sync::{broadcast, watch};
 
 use crate::config::Settings;
-use crate::engine::{Engine, EngineConfig, Shared, Stats};
+use crate::engine::{Engine, EngineConfig, Prober, Shared, Stats};
+use crate::probe::{probe, probe_addr, Identity, PeerListener, ProbeOutcome, DEFAULT_PORT};
 use crate::view::{unix_ms, Event, Health, View};
 
 /// A running membership: this node registered through its backend, and a live view of the
@@ -69,7 +70,13 @@ impl Cluster {
         config.backoff_max = settings.backoff_max;
         config.grace = settings.grace;
         config.probe_interval = settings.probe_interval;
-        let extra = Vec::new();
+        let mut extra = Vec::new();
+        if backend.capabilities().candidates_only {
+            let (listener, prober) = peer_listener_and_prober(settings).await?;
+            config.registration.meta.addrs = vec![listener.local_addr().to_string()];
+            extra.push(listener.spawn());
+            config.prober = Some(prober);
+        }
         Ok(Cluster::assemble(backend, config, extra))
     }
 
@@ -182,10 +189,10 @@ impl Cluster {
     }
 
     /// Leaves the cluster: deregisters at once (peers see this node go within milliseconds)
-    /// and stops.
-    pub async fn leave(mut self) -> Result<()> {
+    /// and stops. The handle stays readable (the last view) but no longer changes.
+    pub async fn leave(&self) -> Result<()> {
         self.engine.shutdown().await;
-        for t in self.extra.drain(..) {
+        for t in &self.extra {
             t.abort();
         }
         Ok(())
@@ -195,9 +202,9 @@ impl Cluster {
 impl Cluster {
     /// Stops without deregistering, as a crash would: peers see this node go when its
     /// registration's TTL runs out. For tests, demos, and handing a registration over.
-    pub fn abandon(mut self) {
+    pub fn abandon(&self) {
         self.engine.abort();
-        for t in self.extra.drain(..) {
+        for t in &self.extra {
             t.abort();
         }
     }
@@ -209,6 +216,66 @@ impl Drop for Cluster {
             t.abort();
         }
     }
+}
+
+/// For backends that list candidates only: listen on `node.listen` (default: the host of
+/// `node.name`, port 4370) so peers can prove this node runs, and probe candidates the same
+/// way.
+async fn peer_listener_and_prober(settings: &Settings) -> Result<(PeerListener, Prober)> {
+    let me = Identity::new(
+        settings.node.clone(),
+        settings.cluster_name.clone(),
+        settings.cookie.clone(),
+    );
+    let listen = match settings.listen {
+        Some(a) => a,
+        None => probe_addr(&Member::bare(settings.node.clone()), DEFAULT_PORT)
+            .await
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "node.listen is not set and the host of node.name ({}) does not resolve; \
+                         set node.listen = ip:port",
+                        settings.node.host()
+                    ),
+                )
+                .with_key("node.listen")
+            })?,
+    };
+    let listener = PeerListener::bind(listen, me.clone()).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!("cannot listen for peer probes on {listen} (node.listen): {e}"),
+        )
+        .with_key("node.listen")
+        .with_source(e)
+    })?;
+    tracing::info!(%listen, "peer probe listener up");
+    let port = listen.port();
+    let timeout = settings.call_timeout;
+    let me = Arc::new(me);
+    let prober: Prober = Arc::new(move |member: Member| {
+        let me = me.clone();
+        Box::pin(async move {
+            let Some(addr) = probe_addr(&member, port).await else {
+                tracing::debug!(node = %member.node, "no address to probe");
+                return false;
+            };
+            let outcome = probe(&me, &member.node, addr, timeout).await;
+            match &outcome {
+                ProbeOutcome::Running => {}
+                ProbeOutcome::Unreachable(why) => {
+                    tracing::debug!(node = %member.node, %addr, "not running: {why}")
+                }
+                other => {
+                    tracing::warn!(node = %member.node, %addr, "not counted as running: {other}")
+                }
+            }
+            outcome.is_running()
+        })
+    });
+    Ok((listener, prober))
 }
 
 /// A held cluster lock. Release it with [`ClusterLock::unlock`]; dropping it releases it in

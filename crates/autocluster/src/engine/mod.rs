@@ -174,7 +174,7 @@ impl Shared {
 /// A running engine.
 pub(crate) struct Engine {
     pub shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Engine {
@@ -207,15 +207,25 @@ impl Engine {
         if caps.registration != autocluster_plugin::Registrations::None {
             tasks.push(tokio::spawn(registration::run(shared.clone())));
         }
-        Engine { shared, tasks }
+        Engine {
+            shared,
+            tasks: std::sync::Mutex::new(tasks),
+        }
     }
 
     /// Stops the tasks; the registration task deregisters first (bounded by the call
     /// timeout).
-    pub async fn shutdown(&mut self) {
+    pub async fn shutdown(&self) {
         self.shared.cancel.cancel();
-        for t in self.tasks.drain(..) {
+        for t in self.take_tasks() {
             let _ = t.await;
+        }
+    }
+
+    fn take_tasks(&self) -> Vec<JoinHandle<()>> {
+        match self.tasks.lock() {
+            Ok(mut t) => std::mem::take(&mut *t),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
         }
     }
 }
@@ -223,8 +233,8 @@ impl Engine {
 impl Engine {
     /// Stops without deregistering, as a crash would: the registration stays until its TTL
     /// runs out.
-    pub fn abort(&mut self) {
-        for t in self.tasks.drain(..) {
+    pub fn abort(&self) {
+        for t in self.take_tasks() {
             t.abort();
         }
         self.shared.cancel.cancel();

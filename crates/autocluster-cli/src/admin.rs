@@ -1,0 +1,173 @@
+//! The agent's admin endpoint: status, members, events, health and metrics over HTTP.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /status` | the view and the health as one JSON object |
+//! | `GET /members` | the members, a JSON array |
+//! | `GET /events` | NDJSON, one event per line, as they happen |
+//! | `GET /health/live` | `200 ok` |
+//! | `GET /health/ready` | 200 when ready, else 503; the health JSON |
+//! | `GET /metrics` | Prometheus text format |
+
+use std::convert::Infallible;
+use std::sync::{Arc, RwLock};
+
+use autocluster::Cluster;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+
+/// What the handlers read. The cluster sits in a slot so that the agent can take it out to
+/// leave (which consumes it) while connections are still open; from then on the handlers
+/// answer 503.
+pub struct AdminState {
+    cluster: RwLock<Option<Cluster>>,
+    cluster_name: String,
+    stopping: watch::Receiver<bool>,
+}
+
+impl AdminState {
+    /// State over `cluster`; event streams end when `stopping` turns true.
+    pub fn new(cluster: Cluster, cluster_name: String, stopping: watch::Receiver<bool>) -> Self {
+        AdminState {
+            cluster: RwLock::new(Some(cluster)),
+            cluster_name,
+            stopping,
+        }
+    }
+
+    /// Takes the cluster out, to leave; the endpoint answers 503 from now on.
+    pub fn take_cluster(&self) -> Option<Cluster> {
+        match self.cluster.write() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        }
+    }
+
+    /// Runs `f` on the cluster, or answers 503 when the agent is leaving.
+    fn with<R: IntoResponse>(&self, f: impl FnOnce(&Cluster) -> R) -> Response {
+        let slot = match self.cluster.read() {
+            Ok(slot) => slot,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match slot.as_ref() {
+            Some(cluster) => f(cluster).into_response(),
+            None => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "the agent is leaving the cluster"})),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The admin routes over `state`.
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/members", get(members))
+        .route("/events", get(events))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn status(State(state): State<Arc<AdminState>>) -> Response {
+    state.with(|cluster| {
+        let view = cluster.view();
+        let members: Vec<_> = view.members().collect();
+        Json(json!({
+            "node": cluster.node(),
+            "backend": cluster.backend_name(),
+            "cluster": state.cluster_name,
+            "running_nodes": view.running_nodes(),
+            "stopped_nodes": view.stopped_nodes(),
+            "members": members,
+            "health": cluster.health(),
+            "revision": view.revision,
+            "stale": view.stale,
+        }))
+    })
+}
+
+async fn members(State(state): State<Arc<AdminState>>) -> Response {
+    state.with(|cluster| {
+        let view = cluster.view();
+        Json(view.members().cloned().collect::<Vec<_>>())
+    })
+}
+
+async fn events(State(state): State<Arc<AdminState>>) -> Response {
+    let mut rx = None;
+    let response = state.with(|cluster| rx = Some(cluster.events()));
+    let Some(rx) = rx else {
+        return response;
+    };
+    let body = Body::from_stream(event_lines(rx, state.stopping.clone()));
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The events of `rx` as NDJSON lines, until the engine stops or the agent does. A
+/// subscriber that fell behind gets `{"event":"lagged","missed":N}` and goes on.
+fn event_lines(
+    rx: broadcast::Receiver<autocluster::Event>,
+    stopping: watch::Receiver<bool>,
+) -> impl futures::Stream<Item = Result<String, Infallible>> + Send {
+    futures::stream::unfold((rx, stopping), |(mut rx, mut stopping)| async move {
+        let next = tokio::select! {
+            next = rx.recv() => next,
+            _ = stopping.wait_for(|stop| *stop) => return None,
+        };
+        let line = match next {
+            Ok(event) => serde_json::to_string(&event)
+                .unwrap_or_else(|e| json!({"event": "error", "error": e.to_string()}).to_string()),
+            Err(RecvError::Lagged(missed)) => {
+                json!({"event": "lagged", "missed": missed}).to_string()
+            }
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(line + "\n"), (rx, stopping)))
+    })
+}
+
+async fn live() -> &'static str {
+    "ok"
+}
+
+async fn ready(State(state): State<Arc<AdminState>>) -> Response {
+    state.with(|cluster| {
+        let health = cluster.health();
+        let code = if health.is_ready() {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (code, Json(health))
+    })
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    state.with(|cluster| {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            crate::metrics::render(cluster, &state.cluster_name),
+        )
+    })
+}

@@ -1,0 +1,135 @@
+//! The command line: every command and flag, as clap derives them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Cluster membership for distributed services: nodes find each other through etcd, static
+/// seeds, DNS or UDP multicast, chosen by `cluster.discovery` in an EMQX-style `.conf` file.
+#[derive(Debug, Parser)]
+#[command(name = "autocluster", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a configuration file and print the resolved settings (secrets hidden).
+    ///
+    /// Exits 0 when the configuration is usable, 2 (with every problem located as
+    /// FILE:LINE) when it is not.
+    Check(CheckArgs),
+    /// Run a node: register it, keep the membership view, serve the admin endpoint.
+    ///
+    /// Runs until SIGINT or SIGTERM, then leaves the cluster (peers see it go at once) and
+    /// exits 0. A backend that is down is retried, not fatal. Exits 2 on a configuration
+    /// error, 1 when the admin endpoint cannot listen.
+    Agent(AgentArgs),
+    /// Print the cluster status as a running agent sees it.
+    ///
+    /// First EMQX's one-line form, `Cluster status: [{running_nodes,[...]}]`, then a table
+    /// of the members and the health of the agent's backend. Exits 1 if no agent answers.
+    Status(StatusArgs),
+    /// Print the members as one JSON object per line, or follow the membership events.
+    Members(MembersArgs),
+    /// Print a shell completion script to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout.
+    Man,
+}
+
+/// `autocluster check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The configuration file (`.conf`, `.toml`, `.yaml`); `AUTOCLUSTER_*` variables override it.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// `autocluster agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The configuration file (`.conf`, `.toml`, `.yaml`); `AUTOCLUSTER_*` variables override it.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Where the admin endpoint listens, overriding `node.admin_listen` (default
+    /// 127.0.0.1:8070). Port 0 picks a free port, logged at start.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// The log format on stderr. The level comes from `RUST_LOG` (default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// How the agent logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where to find a running agent: its configuration file, or its address.
+#[derive(Debug, Args)]
+pub struct AgentAddr {
+    /// The agent's configuration file; only `node.admin_listen` is read from it.
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        required_unless_present = "admin"
+    )]
+    pub config: Option<PathBuf>,
+    /// The agent's admin endpoint, instead of reading `node.admin_listen` from the file.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+}
+
+/// `autocluster status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Where the agent is.
+    #[command(flatten)]
+    pub agent: AgentAddr,
+    /// Print the agent's `/status` JSON object instead of the text form.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `autocluster members`.
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    /// Where the agent is.
+    #[command(flatten)]
+    pub agent: AgentAddr,
+    /// Follow the membership: print one JSON event per line (`joined`, `left`, `updated`) as
+    /// they happen, until interrupted or until the agent goes away (exit 1).
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn status_needs_a_file_or_an_address() {
+        assert!(Cli::try_parse_from(["autocluster", "status"]).is_err());
+        assert!(Cli::try_parse_from(["autocluster", "status", "-c", "n.conf"]).is_ok());
+        assert!(Cli::try_parse_from(["autocluster", "status", "--admin", "127.0.0.1:1"]).is_ok());
+    }
+}

@@ -1,0 +1,201 @@
+//! `GET /metrics`: the engine's counters in the Prometheus text format, written by hand.
+//! Every name starts with `autocluster_`.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use autocluster::{Cluster, Status};
+
+/// The metrics of `cluster` now.
+pub fn render(cluster: &Cluster, cluster_name: &str) -> String {
+    let view = cluster.view();
+    let health = cluster.health();
+    let stats = cluster.stats();
+    let mut m = Metrics::default();
+
+    m.family(
+        "autocluster_info",
+        "gauge",
+        "This node, its backend and cluster",
+    );
+    m.sample(
+        "autocluster_info",
+        &[
+            ("node", cluster.node().as_str()),
+            ("backend", cluster.backend_name()),
+            ("cluster", cluster_name),
+            ("version", env!("CARGO_PKG_VERSION")),
+        ],
+        1,
+    );
+
+    m.family(
+        "autocluster_members",
+        "gauge",
+        "Members in the view, by status",
+    );
+    for (status, label) in [(Status::Running, "running"), (Status::Stopped, "stopped")] {
+        let n = view.members().filter(|e| e.status == status).count();
+        m.sample("autocluster_members", &[("status", label)], n);
+    }
+
+    m.family(
+        "autocluster_events_total",
+        "counter",
+        "Membership events since start, by kind",
+    );
+    for (kind, counter) in [
+        ("joined", &stats.joined),
+        ("left", &stats.left),
+        ("updated", &stats.updated),
+    ] {
+        let n = counter.load(Ordering::Relaxed);
+        m.sample("autocluster_events_total", &[("kind", kind)], n);
+    }
+
+    m.family(
+        "autocluster_backend_calls_total",
+        "counter",
+        "Backend calls since start, by operation and outcome (ok or an error kind)",
+    );
+    for ((operation, outcome), n) in stats.calls() {
+        let labels = [("operation", operation), ("outcome", outcome)];
+        m.sample("autocluster_backend_calls_total", &labels, n);
+    }
+
+    for (name, help, counter) in [
+        (
+            "autocluster_lease_renewals_total",
+            "Keep-alives of this node's registration that succeeded",
+            &stats.renewals,
+        ),
+        (
+            "autocluster_lease_renewal_failures_total",
+            "Keep-alives of this node's registration that failed",
+            &stats.renewal_failures,
+        ),
+        (
+            "autocluster_registrations_total",
+            "Registrations written: the first, and one after each loss",
+            &stats.registrations,
+        ),
+        (
+            "autocluster_resyncs_total",
+            "Full resyncs after a gap or a compaction",
+            &stats.resyncs,
+        ),
+    ] {
+        m.family(name, "counter", help);
+        m.sample(name, &[], counter.load(Ordering::Relaxed));
+    }
+
+    m.family(
+        "autocluster_invalid_entries_total",
+        "counter",
+        "Entries the backend skipped as invalid (garbage keys, bad datagrams)",
+    );
+    m.sample(
+        "autocluster_invalid_entries_total",
+        &[],
+        cluster.invalid_entries(),
+    );
+
+    m.family(
+        "autocluster_last_success_timestamp_seconds",
+        "gauge",
+        "When a backend call last succeeded, in seconds since the Unix epoch (0: never)",
+    );
+    let last = health.last_success.map_or(0.0, unix_seconds);
+    m.sample("autocluster_last_success_timestamp_seconds", &[], last);
+
+    m.family(
+        "autocluster_consecutive_failures",
+        "gauge",
+        "Backend calls that failed in a row",
+    );
+    let failures = health.consecutive_failures;
+    m.sample("autocluster_consecutive_failures", &[], failures);
+
+    m.family(
+        "autocluster_view_revision",
+        "gauge",
+        "The backend revision the view reflects",
+    );
+    m.sample("autocluster_view_revision", &[], view.revision.0);
+
+    m.family(
+        "autocluster_stale",
+        "gauge",
+        "1 while the view is the last known one rather than a live one",
+    );
+    m.sample("autocluster_stale", &[], u8::from(health.stale));
+
+    m.family(
+        "autocluster_ready",
+        "gauge",
+        "1 when this node is registered and its view is fresh",
+    );
+    m.sample("autocluster_ready", &[], u8::from(health.is_ready()));
+
+    m.out
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The text being written.
+#[derive(Default)]
+struct Metrics {
+    out: String,
+}
+
+impl Metrics {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// A label value as the text format wants it: `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', r"\\")
+        .replace('"', r#"\""#)
+        .replace('\n', r"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_escaped_and_labelled() {
+        let mut m = Metrics::default();
+        m.family("autocluster_x", "gauge", "X");
+        m.sample("autocluster_x", &[("a", "q\"b\\\n"), ("b", "c")], 1.5);
+        m.sample("autocluster_x", &[], 2);
+        assert_eq!(
+            m.out,
+            "# HELP autocluster_x X\n# TYPE autocluster_x gauge\n\
+             autocluster_x{a=\"q\\\"b\\\\\\n\",b=\"c\"} 1.5\nautocluster_x 2\n"
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! The backend: one lookup per snapshot, every answer a candidate.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use autocluster_plugin::{
+    async_trait, Capabilities, Discovery, Member, Metadata, NodeName, Registrations, Result,
+    Revision, Snapshot, ViewMode,
+};
+use hickory_resolver::proto::rr::{Name, RData, Record};
+
+use crate::config::{DnsConfig, RecordKind};
+use crate::resolver::{Answer, Lookup};
+
+/// Lists the hosts a DNS name resolves to as candidates; nothing to register.
+#[derive(Debug)]
+pub struct DnsDiscovery {
+    config: DnsConfig,
+    lookup: Lookup,
+    polls: AtomicU64,
+    invalid: AtomicU64,
+}
+
+impl DnsDiscovery {
+    /// A backend over validated settings; reads the system resolver configuration when no
+    /// servers are given. No network I/O.
+    pub fn new(config: DnsConfig) -> Result<Self> {
+        let lookup = Lookup::new(&config)?;
+        Ok(DnsDiscovery {
+            config,
+            lookup,
+            polls: AtomicU64::new(0),
+            invalid: AtomicU64::new(0),
+        })
+    }
+
+    /// The settings it was built from.
+    pub fn config(&self) -> &DnsConfig {
+        &self.config
+    }
+
+    /// Turns an answer's records into sorted, deduplicated members; counts what is unusable.
+    fn members(&self, records: &[Record]) -> Vec<Member> {
+        let app = &self.config.app;
+        // node -> addresses to probe it at (SRV only).
+        let mut found: BTreeMap<NodeName, BTreeSet<String>> = BTreeMap::new();
+        let mut invalid = 0u64;
+        let mut add = |host: String, addrs: Vec<String>| match NodeName::parse(&format!(
+            "{app}@{host}"
+        )) {
+            Ok(node) => found.entry(node).or_default().extend(addrs),
+            Err(e) => {
+                invalid += 1;
+                tracing::warn!(name = %self.config.name, %host, "dns: skipping an answer that is not a node host: {e}");
+            }
+        };
+        match self.config.kind {
+            RecordKind::A | RecordKind::Aaaa => {
+                for r in records {
+                    match r.data() {
+                        RData::A(a) if self.config.kind == RecordKind::A => {
+                            add(a.0.to_string(), vec![])
+                        }
+                        RData::AAAA(a) if self.config.kind == RecordKind::Aaaa => {
+                            add(a.0.to_string(), vec![])
+                        }
+                        _ => {} // CNAMEs of the chain, and the like
+                    }
+                }
+            }
+            RecordKind::Srv => {
+                // Addresses of targets, when the server added them to the answer.
+                let mut glue: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+                for r in records {
+                    let ip = match r.data() {
+                        RData::A(a) => IpAddr::V4(a.0),
+                        RData::AAAA(a) => IpAddr::V6(a.0),
+                        _ => continue,
+                    };
+                    glue.entry(host_of(r.name())).or_default().push(ip);
+                }
+                for r in records {
+                    let RData::SRV(srv) = r.data() else { continue };
+                    let target = host_of(srv.target());
+                    if target.is_empty() {
+                        continue; // "." : the service is decidedly not available here
+                    }
+                    let addrs = match glue.get(&target) {
+                        Some(ips) => ips
+                            .iter()
+                            .map(|ip| SocketAddr::new(*ip, srv.port()).to_string())
+                            .collect(),
+                        None => vec![format!("{target}:{}", srv.port())],
+                    };
+                    add(target, addrs);
+                }
+            }
+        }
+        if invalid > 0 {
+            self.invalid.fetch_add(invalid, Ordering::Relaxed);
+        }
+        found
+            .into_iter()
+            .map(|(node, addrs)| {
+                let mut m = Member::bare(node);
+                if !addrs.is_empty() {
+                    m.meta = Some(Metadata {
+                        addrs: addrs.into_iter().collect(),
+                        ..Metadata::default()
+                    });
+                }
+                m
+            })
+            .collect()
+    }
+}
+
+/// A DNS name as a host: lower case, without the trailing dot.
+fn host_of(name: &Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[async_trait]
+impl Discovery for DnsDiscovery {
+    fn name(&self) -> &'static str {
+        crate::NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            view: ViewMode::Poll {
+                interval: self.config.interval,
+            },
+            registration: Registrations::None,
+            // No registration exists; these only keep the engine's arithmetic sane.
+            ttl: Duration::from_secs(60),
+            keep_alive_every: Duration::from_secs(20),
+            lock: false,
+            candidates_only: true,
+        }
+    }
+
+    /// One lookup: the candidates now. A failed lookup is an error (the engine keeps the last
+    /// candidates, marked stale); NXDOMAIN or an empty answer is an empty snapshot.
+    async fn snapshot(&self) -> Result<Snapshot> {
+        let (name, kind, servers) = (&self.config.name, self.config.kind, self.lookup.servers());
+        let answer = match self.lookup.lookup().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(%name, %kind, %servers, error = %e, "dns: lookup failed; keeping the last candidates");
+                return Err(e);
+            }
+        };
+        let members = match answer {
+            Answer::Records(records) => {
+                let members = self.members(&records);
+                if members.is_empty() {
+                    tracing::warn!(%name, %kind, %servers, "dns: the answer holds no usable {kind} record: no candidates");
+                } else {
+                    tracing::debug!(%name, %kind, %servers, candidates = members.len(), "dns: lookup answered");
+                }
+                members
+            }
+            Answer::Empty { code } => {
+                tracing::warn!(%name, %kind, %servers, "dns: the server answered {code} with no {kind} records: no candidates");
+                Vec::new()
+            }
+        };
+        let revision = Revision(self.polls.fetch_add(1, Ordering::Relaxed) + 1);
+        Ok(Snapshot { members, revision })
+    }
+
+    fn invalid_entries(&self) -> u64 {
+        self.invalid.load(Ordering::Relaxed)
+    }
+}
