@@ -74,6 +74,7 @@ pub struct Node {
     pub cluster: Cluster,
     /// Every event, in order.
     pub events: Arc<Mutex<Vec<Event>>>,
+    recorded: tokio::sync::watch::Receiver<usize>,
     recorder: tokio::task::JoinHandle<()>,
 }
 
@@ -91,16 +92,23 @@ impl Node {
         let events = Arc::new(Mutex::new(Vec::new()));
         let mut rx = cluster.events();
         let sink = events.clone();
+        let (count_tx, recorded) = tokio::sync::watch::channel(0usize);
         let recorder = tokio::spawn(async move {
             while let Ok(e) = rx.recv().await {
-                if let Ok(mut v) = sink.lock() {
-                    v.push(e);
-                }
+                let len = match sink.lock() {
+                    Ok(mut v) => {
+                        v.push(e);
+                        v.len()
+                    }
+                    Err(_) => break,
+                };
+                count_tx.send_replace(len);
             }
         });
         Node {
             cluster,
             events,
+            recorded,
             recorder,
         }
     }
@@ -125,6 +133,28 @@ impl Node {
         }
     }
 
+    /// Waits until at least `n` events of `kind` for `node` were recorded (events follow the
+    /// view they change by a moment), then returns how many there are.
+    pub async fn wait_count(
+        &self,
+        node: &str,
+        kind: EventKind,
+        n: usize,
+        patience: Duration,
+    ) -> usize {
+        let mut rx = self.recorded.clone();
+        let deadline = tokio::time::Instant::now() + patience;
+        while self.count(node, kind) < n {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        self.count(node, kind)
+    }
+
     /// Waits until the view is fresh (not stale).
     pub async fn wait_fresh(&self, patience: Duration) {
         let mut rx = self.cluster.watch();
@@ -137,6 +167,14 @@ impl Node {
                 self.cluster.node()
             );
         }
+    }
+
+    /// The events seen so far, as `(kind, node)` pairs, for failure messages.
+    pub fn summary(&self) -> Vec<(EventKind, String)> {
+        self.events
+            .lock()
+            .map(|v| v.iter().map(|e| (e.kind, e.node.to_string())).collect())
+            .unwrap_or_default()
     }
 
     /// The `Left` events seen so far for `node`.
@@ -215,7 +253,8 @@ pub async fn sees_itself_and_a_peer(target: &dyn Target) {
     b.wait_for_running(&both, p).await;
     a.wait_fresh(p).await;
     assert_eq!(
-        a.count("suite-b1@127.0.0.32", EventKind::Joined),
+        a.wait_count("suite-b1@127.0.0.32", EventKind::Joined, 1, p)
+            .await,
         1,
         "{}: one Joined for the peer",
         target.name()
@@ -234,7 +273,8 @@ pub async fn sees_a_clean_leave(target: &dyn Target) {
     b.leave().await;
     a.wait_for_running(&["suite-a2@127.0.0.31"], p).await;
     assert_eq!(
-        a.lefts_of("suite-b2@127.0.0.32"),
+        a.wait_count("suite-b2@127.0.0.32", EventKind::Left, 1, p)
+            .await,
         1,
         "{}: one Left after a clean leave",
         target.name()
@@ -252,10 +292,13 @@ pub async fn sees_a_crash_expire(target: &dyn Target) {
     b.crash();
     a.wait_for_running(&["suite-a3@127.0.0.31"], p).await;
     assert_eq!(
-        a.lefts_of("suite-b3@127.0.0.32"),
+        a.wait_count("suite-b3@127.0.0.32", EventKind::Left, 1, p)
+            .await,
         1,
-        "{}: one Left after a crash",
-        target.name()
+        "{}: one Left after a crash; events seen: {:?}; view {:?}",
+        target.name(),
+        a.summary(),
+        a.cluster.view()
     );
     a.leave().await;
 }

@@ -23,22 +23,21 @@ pub const KNOWN_BACKENDS: &[(&str, Option<&str>)] = &[
 
 /// Whether this build includes `backend`.
 pub fn is_compiled_in(backend: &str) -> bool {
-    match backend {
-        "etcd" => cfg!(feature = "etcd"),
-        "static" => cfg!(feature = "static"),
-        "dns" => cfg!(feature = "dns"),
-        "mcast" => cfg!(feature = "mcast"),
-        "manual" => true,
-        _ => false,
-    }
+    compiled_backends().contains(&backend)
 }
 
-/// The backends this build includes.
+/// The backends this build includes, in the order of [`KNOWN_BACKENDS`].
 pub fn compiled_backends() -> Vec<&'static str> {
     KNOWN_BACKENDS
         .iter()
         .map(|(name, _)| *name)
-        .filter(|name| is_compiled_in(name))
+        .filter(|name| match *name {
+            "etcd" => cfg!(feature = "etcd"),
+            "static" => cfg!(feature = "static"),
+            "dns" => cfg!(feature = "dns"),
+            "mcast" => cfg!(feature = "mcast"),
+            _ => true,
+        })
         .collect()
 }
 

@@ -41,8 +41,33 @@ impl DnsDiscovery {
         &self.config
     }
 
+    /// The addresses of the SRV targets the answer holds no address for, asked from the same
+    /// servers. hickory keeps the additional A/AAAA records of one SRV target only (the last
+    /// one of the answer), so without this the other targets would be left for the prober to
+    /// resolve through the system resolver, which may not know them, and their addresses
+    /// would change from poll to poll.
+    async fn missing_glue(&self, records: &[Record]) -> BTreeMap<String, Vec<IpAddr>> {
+        let known = glue(records);
+        let targets: BTreeSet<String> = records
+            .iter()
+            .filter_map(|r| match r.data() {
+                RData::SRV(srv) => Some(host_of(srv.target())),
+                _ => None,
+            })
+            .filter(|t| !t.is_empty() && !known.contains_key(t))
+            .collect();
+        let found =
+            futures::future::join_all(targets.iter().map(|t| self.lookup.addresses(t))).await;
+        targets
+            .into_iter()
+            .zip(found)
+            .filter(|(_, ips)| !ips.is_empty())
+            .collect()
+    }
+
     /// Turns an answer's records into sorted, deduplicated members; counts what is unusable.
-    fn members(&self, records: &[Record]) -> Vec<Member> {
+    /// `resolved` holds addresses of SRV targets found apart from the answer.
+    fn members(&self, records: &[Record], resolved: BTreeMap<String, Vec<IpAddr>>) -> Vec<Member> {
         let app = &self.config.app;
         // node -> addresses to probe it at (SRV only).
         let mut found: BTreeMap<NodeName, BTreeSet<String>> = BTreeMap::new();
@@ -71,16 +96,9 @@ impl DnsDiscovery {
                 }
             }
             RecordKind::Srv => {
-                // Addresses of targets, when the server added them to the answer.
-                let mut glue: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
-                for r in records {
-                    let ip = match r.data() {
-                        RData::A(a) => IpAddr::V4(a.0),
-                        RData::AAAA(a) => IpAddr::V6(a.0),
-                        _ => continue,
-                    };
-                    glue.entry(host_of(r.name())).or_default().push(ip);
-                }
+                // Addresses of targets: added to the answer by the server, or asked apart.
+                let mut glue = glue(records);
+                glue.extend(resolved);
                 for r in records {
                     let RData::SRV(srv) = r.data() else { continue };
                     let target = host_of(srv.target());
@@ -115,6 +133,20 @@ impl DnsDiscovery {
             })
             .collect()
     }
+}
+
+/// The addresses the answer holds, by host.
+fn glue(records: &[Record]) -> BTreeMap<String, Vec<IpAddr>> {
+    let mut glue: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
+    for r in records {
+        let ip = match r.data() {
+            RData::A(a) => IpAddr::V4(a.0),
+            RData::AAAA(a) => IpAddr::V6(a.0),
+            _ => continue,
+        };
+        glue.entry(host_of(r.name())).or_default().push(ip);
+    }
+    glue
 }
 
 /// A DNS name as a host: lower case, without the trailing dot.
@@ -155,7 +187,11 @@ impl Discovery for DnsDiscovery {
         };
         let members = match answer {
             Answer::Records(records) => {
-                let members = self.members(&records);
+                let resolved = match self.config.kind {
+                    RecordKind::Srv => self.missing_glue(&records).await,
+                    RecordKind::A | RecordKind::Aaaa => BTreeMap::new(),
+                };
+                let members = self.members(&records, resolved);
                 if members.is_empty() {
                     tracing::warn!(%name, %kind, %servers, "dns: the answer holds no usable {kind} record: no candidates");
                 } else {

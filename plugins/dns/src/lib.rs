@@ -5,9 +5,9 @@
 //! - `a` / `aaaa`: every address becomes a node `app@address` (`emqx@10.0.0.5`,
 //!   `emqx@fd00::5`);
 //! - `srv`: every target becomes `app@target` (`emqx@n1.emqx.example.com`), and the record's
-//!   port goes into the member's `meta.addrs` (`10.0.0.5:4370` when the server added the
-//!   target's address to the answer, else `n1.emqx.example.com:4370`): that is where the
-//!   engine probes the candidate.
+//!   port goes into the member's `meta.addrs` at the target's address (`10.0.0.5:4370`: from
+//!   the answer, or asked from the same servers; `n1.emqx.example.com:4370` only when they
+//!   know no address for it): that is where the engine probes the candidate.
 //!
 //! `app` defaults to the name part of this node's name. Nothing is cached between polls. A
 //! lookup that fails (timeout, SERVFAIL, REFUSED, network error) is an error of a retryable

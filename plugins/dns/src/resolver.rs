@@ -1,5 +1,6 @@
 //! The hickory resolver, set up for polling: no cache, no hosts file, short timeouts.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use autocluster_plugin::{ErrorKind, Result};
@@ -101,6 +102,19 @@ impl Lookup {
     /// The servers asked, comma separated.
     pub(crate) fn servers(&self) -> &str {
         &self.servers
+    }
+
+    /// The addresses of `host` (an SRV target) from the same servers: A records, or AAAA
+    /// when it has none. Empty when the host has none or the lookup fails (logged).
+    pub(crate) async fn addresses(&self, host: &str) -> Vec<IpAddr> {
+        let fqdn = format!("{host}.");
+        match self.resolver.lookup_ip(fqdn.as_str()).await {
+            Ok(found) => found.iter().collect(),
+            Err(e) => {
+                tracing::debug!(%host, servers = %self.servers, error = %e, "dns: no address for an SRV target");
+                Vec::new()
+            }
+        }
     }
 
     /// One lookup of the configured name and type.

@@ -122,6 +122,31 @@ async fn srv_targets_are_candidates_probed_at_the_record_port() {
 }
 
 #[tokio::test]
+async fn every_srv_target_gets_its_address_from_the_servers_at_every_poll() {
+    // hickory keeps the additional A records of one SRV target only; the others are asked
+    // apart, so no target is left to the system resolver (which does not know them).
+    let dns = Dnsmasq::builder()
+        .srv("_emqx._tcp.emqx.test", "n1.emqx.test", 4371)
+        .srv("_emqx._tcp.emqx.test", "n2.emqx.test", 4372)
+        .srv("_emqx._tcp.emqx.test", "n3.emqx.test", 4373)
+        .host_record("n1.emqx.test", "127.0.0.11")
+        .host_record("n2.emqx.test", "127.0.0.12")
+        .host_record("n3.emqx.test", "::1")
+        .start()
+        .await
+        .unwrap();
+    let b = backend(&dns, &[("name", "_emqx._tcp.emqx.test"), ("type", "srv")]);
+    for _ in 0..5 {
+        let s = snapshot(&*b).await.unwrap();
+        let found: Vec<Vec<&str>> = s.members.iter().map(addrs).collect();
+        assert_eq!(
+            found,
+            [["127.0.0.11:4371"], ["127.0.0.12:4372"], ["[::1]:4373"]]
+        );
+    }
+}
+
+#[tokio::test]
 async fn nxdomain_is_an_empty_answer_not_an_error() {
     let dns = two_hosts().start().await.unwrap();
     let b = backend(&dns, &[("name", "missing.emqx.test")]);

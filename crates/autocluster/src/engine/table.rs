@@ -91,9 +91,13 @@ impl Table {
     ) {
         let revision = snapshot.revision;
         let mut listed = imbl::OrdSet::new();
+        // With a grace period, the snapshot follows a gap whose history is unknown: a member
+        // that is listed with a new incarnation registered again during it (after an etcd
+        // wipe, every node does), which is an update, not a leave.
+        let gap = grace.is_some_and(|g| !g.is_zero());
         for member in snapshot.members {
             listed.insert(member.node.clone());
-            self.put(member, revision, now, out);
+            self.put_inner(member, revision, now, gap, out);
         }
         let missing: Vec<NodeName> = self
             .view
@@ -154,6 +158,17 @@ impl Table {
     }
 
     fn put(&mut self, member: Member, revision: Revision, now: Instant, out: &mut Vec<Event>) {
+        self.put_inner(member, revision, now, false, out)
+    }
+
+    fn put_inner(
+        &mut self,
+        member: Member,
+        revision: Revision,
+        now: Instant,
+        after_gap: bool,
+        out: &mut Vec<Event>,
+    ) {
         let node = member.node.clone();
         match member.ttl {
             Some(ttl) => self.expiry.set(&node, now + ttl),
@@ -161,7 +176,7 @@ impl Table {
                 self.expiry.remove(&node);
             }
         }
-        let was_vanishing = self.vanishing.remove(&node);
+        let was_vanishing = self.vanishing.remove(&node) || after_gap;
         let Some(entry) = self.view.members.get_mut(&node) else {
             let status = if self.candidates_only {
                 Status::Stopped
@@ -379,6 +394,30 @@ mod tests {
         assert_eq!(kinds(&ev), vec![(EventKind::Left, "n2@127.0.0.1".into())]);
         assert_eq!(ev[0].reason, Some(LeftReason::Vanished));
         assert_eq!(t.view().len(), 1);
+    }
+
+    #[test]
+    fn a_new_incarnation_seen_in_a_resync_is_an_update() {
+        let now = Instant::now();
+        let grace = Some(Duration::from_secs(10));
+        let mut t = Table::new(false);
+        let mut ev = Vec::new();
+        let snap = |ms: Vec<Member>, r| Snapshot {
+            members: ms,
+            revision: Revision(r),
+        };
+        t.apply_snapshot(snap(vec![member(1, 1, 0)], 10), grace, now, &mut ev);
+        ev.clear();
+        // etcd was wiped and node 1 registered again before this node resynced.
+        t.apply_snapshot(snap(vec![member(1, 9, 0)], 2), grace, now, &mut ev);
+        assert_eq!(
+            kinds(&ev),
+            vec![(EventKind::Updated, "n1@127.0.0.1".into())]
+        );
+        // Without a gap (no grace), the same is a restart: left, then joined.
+        ev.clear();
+        t.apply_snapshot(snap(vec![member(1, 10, 0)], 3), None, now, &mut ev);
+        assert_eq!(ev.len(), 2);
     }
 
     #[test]

@@ -60,8 +60,13 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                             _ = shared.cancel.cancelled() => return,
                         };
                         match result {
-                            Ok(snap) => {
+                            Ok(mut snap) => {
                                 backoff.reset();
+                                if let Some(me) = self_if_heartbeat(&shared) {
+                                    if !snap.members.iter().any(|m| m.node == me.node) {
+                                        snap.members.push(me);
+                                    }
+                                }
                                 let self_listed = snap.members.iter().any(|m| m.node == me);
                                 let g = if first_snapshot { None } else { Some(grace) };
                                 first_snapshot = false;
@@ -186,22 +191,25 @@ async fn next_batch(
 
 /// Backends that register by heartbeat do not hear themselves: this node is in its own view
 /// while it is registered.
-fn put_self_if_heartbeat(shared: &Shared, table: &mut Table, events: &mut Vec<crate::view::Event>) {
+fn self_if_heartbeat(shared: &Shared) -> Option<Member> {
     if shared.backend.capabilities().registration != Registrations::Heartbeat {
-        return;
+        return None;
     }
-    let lease = *shared.lease.borrow();
-    if let Some(lease) = lease {
-        let reg = &shared.config.registration;
-        let member = Member {
-            node: reg.node.clone(),
-            incarnation: autocluster_plugin::Incarnation(lease.id),
-            meta: Some(reg.meta.clone()),
-            ttl: None,
-            created: autocluster_plugin::Revision(0),
-        };
+    let lease = (*shared.lease.borrow())?;
+    let reg = &shared.config.registration;
+    Some(Member {
+        node: reg.node.clone(),
+        incarnation: autocluster_plugin::Incarnation(lease.id),
+        meta: Some(reg.meta.clone()),
+        ttl: None,
+        created: autocluster_plugin::Revision(0),
+    })
+}
+
+fn put_self_if_heartbeat(shared: &Shared, table: &mut Table, events: &mut Vec<crate::view::Event>) {
+    if let Some(me) = self_if_heartbeat(shared) {
         let revision = table.revision();
-        table.apply(Change::Put(member), revision, Instant::now(), events);
+        table.apply(Change::Put(me), revision, Instant::now(), events);
     }
 }
 

@@ -1,0 +1,104 @@
+//! Helpers shared by the etcd backend's integration tests.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use autocluster_plugin::{
+    BackendContext, Discovery, Metadata, NodeName, Origin, Registration, Result, Section,
+};
+use autocluster_testkit::fixtures::etcd::EtcdServer;
+
+/// Generous bound for anything a test waits for.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn node(s: &str) -> NodeName {
+    NodeName::parse(s).unwrap()
+}
+
+pub fn section(server: &str, extra: &[(&str, &str)]) -> Section {
+    let mut s = Section::new("cluster.etcd");
+    s.set("server", server, Origin::Program);
+    for (k, v) in extra {
+        s.set(*k, *v, Origin::Program);
+    }
+    s
+}
+
+pub fn ctx(node_name: &str, cluster: &str, section: Section) -> BackendContext {
+    BackendContext {
+        node: node(node_name),
+        cluster: cluster.to_string(),
+        cookie: "cookie".into(),
+        section,
+    }
+}
+
+/// A backend for `node_name` in cluster `emqxcl` against `etcd`.
+pub fn backend(etcd: &EtcdServer, extra: &[(&str, &str)]) -> Arc<dyn Discovery> {
+    autocluster_etcd::build(&ctx(
+        "emqx1@192.168.1.162",
+        "emqxcl",
+        section(&etcd.endpoint(), extra),
+    ))
+    .unwrap()
+}
+
+pub fn reg(name: &str) -> Registration {
+    let node = node(name);
+    Registration {
+        meta: Metadata {
+            node: Some(node.clone()),
+            addrs: vec!["127.0.0.1:4370".into()],
+            version: Some("1.0".into()),
+            ..Default::default()
+        },
+        node,
+    }
+}
+
+/// Bounds a call the way the engine does.
+pub async fn bounded<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(WAIT, f)
+        .await
+        .expect("a backend call did not finish within its bound")
+}
+
+/// Retries `f` every 50 ms until it returns `Some`, for at most [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The next item of a watch that is not a progress notice (a batch without changes, as the
+/// one announcing the watch is up): a batch with changes, or an error. Bounded; panics when
+/// the watch ends.
+pub async fn next_changes(
+    watch: &mut autocluster_plugin::BoxStream<Result<autocluster_plugin::WatchBatch>>,
+) -> Result<autocluster_plugin::WatchBatch> {
+    use futures::StreamExt;
+    bounded(async {
+        loop {
+            match watch.next().await {
+                Some(Ok(b)) if b.changes.is_empty() => continue,
+                Some(item) => return item,
+                None => panic!("the watch ended"),
+            }
+        }
+    })
+    .await
+}

@@ -1,0 +1,171 @@
+//! The receive loop: authenticate, drop what is not fresh, update the view, answer announces.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use autocluster_plugin::{Incarnation, Member, Revision};
+use tokio::net::UdpSocket;
+
+use crate::core::{unix_ms, Core};
+use crate::packet::{decode, Kind, MAX_DATAGRAM};
+use crate::peers::{Peers, Verdict, MAX_CLOCK_SKEW};
+use crate::stats::Reason;
+
+/// Replies to announces leave at most this often; one reply answers every announce that
+/// arrived since the last.
+const REPLY_GAP: Duration = Duration::from_millis(100);
+/// Warnings about one recurring problem are logged at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+struct Receiver {
+    core: Arc<Core>,
+    peers: Peers,
+    last_reply: Option<Instant>,
+    reply_at: Option<Instant>,
+    last_prune: Instant,
+    warned_clash: Option<Instant>,
+    warned_stale: Option<Instant>,
+}
+
+pub(crate) async fn run(core: Arc<Core>, sock: UdpSocket) {
+    let mut r = Receiver {
+        core,
+        peers: Peers::default(),
+        last_reply: None,
+        reply_at: None,
+        last_prune: Instant::now(),
+        warned_clash: None,
+        warned_stale: None,
+    };
+    // One byte more than the largest packet, to tell a datagram that was cut short.
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        let reply_at = r.reply_at;
+        tokio::select! {
+            got = sock.recv_from(&mut buf) => match got {
+                Ok((n, from)) => {
+                    let now = Instant::now();
+                    if r.handle(&buf[..n], from, now) {
+                        r.want_reply(now).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "mcast: receive failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = sleep_until(reply_at), if reply_at.is_some() => {
+                r.reply_at = None;
+                r.reply(Instant::now()).await;
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+fn due(last: &mut Option<Instant>, now: Instant) -> bool {
+    let due = last.is_none_or(|t| now.duration_since(t) >= WARN_EVERY);
+    if due {
+        *last = Some(now);
+    }
+    due
+}
+
+impl Receiver {
+    /// Acts on one datagram; true when it was an announce to answer.
+    fn handle(&mut self, data: &[u8], from: SocketAddr, now: Instant) -> bool {
+        let core = &self.core;
+        if now.duration_since(self.last_prune) >= PRUNE_EVERY {
+            self.peers.prune(now);
+            self.last_prune = now;
+        }
+        let p = match decode(data, &core.key) {
+            Ok(p) => p,
+            Err(e) => {
+                core.stats.count(Reason::Decode(e));
+                tracing::debug!(%from, error = %e, "mcast: dropped a datagram");
+                return false;
+            }
+        };
+        if p.cluster != core.cluster {
+            core.stats.count(Reason::OtherCluster);
+            tracing::debug!(%from, cluster = %p.cluster, "mcast: dropped a packet of another cluster");
+            return false;
+        }
+        if p.node == core.node {
+            if p.incarnation != core.incarnation && due(&mut self.warned_clash, now) {
+                tracing::warn!(
+                    %from, node = %p.node,
+                    "mcast: another process announces this node's name; its packets are ignored"
+                );
+            }
+            return false;
+        }
+        let skew = unix_ms().abs_diff(p.timestamp_ms);
+        if u128::from(skew) > MAX_CLOCK_SKEW.as_millis() {
+            core.stats.count(Reason::Stale);
+            if due(&mut self.warned_stale, now) {
+                tracing::warn!(
+                    %from, node = %p.node, skew_ms = skew,
+                    "mcast: dropped a packet timestamped too far from our clock (a replay, or clocks out of sync)"
+                );
+            }
+            return false;
+        }
+        match self.peers.check(&p, now) {
+            Verdict::Accept => {}
+            Verdict::AlreadyLeft => return false,
+            Verdict::Replayed => {
+                core.stats.count(Reason::Replayed);
+                tracing::debug!(%from, node = %p.node, seq = p.seq, "mcast: dropped a replayed packet");
+                return false;
+            }
+            Verdict::Full => {
+                core.stats.count(Reason::TableFull);
+                return false;
+            }
+        }
+        let incarnation = Incarnation(p.incarnation);
+        match p.kind {
+            Kind::Leave => core.view.delete(&p.node, incarnation),
+            Kind::Announce | Kind::Heartbeat | Kind::Reply => {
+                let member = Member {
+                    node: p.node,
+                    incarnation,
+                    meta: p.meta,
+                    ttl: Some(p.member_ttl),
+                    created: Revision(p.incarnation),
+                };
+                core.view.put(member, now);
+            }
+        }
+        p.kind == Kind::Announce
+    }
+
+    /// Answers an announce now, or schedules one answer at the end of the rate limit.
+    async fn want_reply(&mut self, now: Instant) {
+        match self.last_reply.map(|t| t + REPLY_GAP) {
+            Some(next) if next > now => {
+                self.reply_at.get_or_insert(next);
+            }
+            _ => self.reply(now).await,
+        }
+    }
+
+    async fn reply(&mut self, now: Instant) {
+        let Some(meta) = self.core.registered() else {
+            return;
+        };
+        self.last_reply = Some(now);
+        if let Err(e) = self.core.send(Kind::Reply, Some(meta), "reply").await {
+            tracing::warn!(error = %e, "mcast: cannot answer an announce");
+        }
+    }
+}
