@@ -8,18 +8,15 @@ use autocluster::Settings;
 use crate::cli::CheckArgs;
 use crate::{print_out, Failure};
 
-/// Loads the file, prints the settings (secrets hidden) on stdout and the warnings on
-/// stderr, and builds the backend to check what only the backend checks (a TLS file that
-/// is missing). Exit 2 on any configuration problem.
+/// Loads the file, prints the settings (secrets hidden) on stdout, and builds the backend to
+/// check what only the backend checks (a TLS file that is missing). Exit 2 on any
+/// configuration problem.
+///
+/// The keys with no effect here and the warnings are printed once, at the end of the
+/// settings (`Settings::render` lists them), not repeated on stderr.
 pub fn run(args: &CheckArgs) -> Result<(), Failure> {
     let settings = load(&args.config)?;
     print_out(&settings.render())?;
-    for line in &settings.no_effect {
-        eprintln!("note: {line}");
-    }
-    for line in &settings.warnings {
-        eprintln!("warning: {line}");
-    }
     let backend = settings.discovery.as_str();
     // Building needs no network; a backend left out of this build fails here too, naming
     // the cargo feature it needs. In `check`, any failure here is the configuration's.
