@@ -170,8 +170,9 @@ impl Cluster {
                 format!("the {} backend has no cluster lock", backend.name()),
             ));
         }
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut lease_rx = self.shared.lease.subscribe();
-        let lease = tokio::time::timeout(timeout, lease_rx.wait_for(|l| l.is_some()))
+        let lease = tokio::time::timeout_at(deadline, lease_rx.wait_for(|l| l.is_some()))
             .await
             .ok()
             .and_then(|r| r.ok().and_then(|l| *l))
@@ -181,7 +182,14 @@ impl Cluster {
                     format!("not registered within {timeout:?}, so no lock"),
                 )
             })?;
-        let token = backend.lock(&lease, timeout).await?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(Error::new(
+                ErrorKind::LockTimeout,
+                format!("registered only as the {timeout:?} to take the lock ran out"),
+            ));
+        }
+        let token = backend.lock(&lease, left).await?;
         Ok(ClusterLock {
             token: Some(token),
             backend: backend.clone(),

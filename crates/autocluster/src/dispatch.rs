@@ -28,16 +28,17 @@ pub fn is_compiled_in(backend: &str) -> bool {
 
 /// The backends this build includes, in the order of [`KNOWN_BACKENDS`].
 pub fn compiled_backends() -> Vec<&'static str> {
-    KNOWN_BACKENDS
+    const COMPILED: &[(&str, bool)] = &[
+        ("etcd", cfg!(feature = "etcd")),
+        ("static", cfg!(feature = "static")),
+        ("dns", cfg!(feature = "dns")),
+        ("mcast", cfg!(feature = "mcast")),
+        ("manual", true),
+    ];
+    COMPILED
         .iter()
+        .filter(|(_, included)| *included)
         .map(|(name, _)| *name)
-        .filter(|name| match *name {
-            "etcd" => cfg!(feature = "etcd"),
-            "static" => cfg!(feature = "static"),
-            "dns" => cfg!(feature = "dns"),
-            "mcast" => cfg!(feature = "mcast"),
-            _ => true,
-        })
         .collect()
 }
 

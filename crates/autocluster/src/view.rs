@@ -205,6 +205,9 @@ pub struct Health {
     pub stale: bool,
     /// Whether a first snapshot was read.
     pub synced: bool,
+    /// Whether this node sees its own registration in its view (always true for backends
+    /// without registration).
+    pub in_view: bool,
     /// When a backend call last succeeded.
     #[serde(with = "opt_ms", skip_serializing_if = "Option::is_none")]
     pub last_success: Option<SystemTime>,
@@ -222,9 +225,9 @@ pub struct Health {
 }
 
 impl Health {
-    /// Ready: registered, synced, and the view is fresh.
+    /// Ready: registered, seen in its own view, synced, and the view is fresh.
     pub fn is_ready(&self) -> bool {
-        self.registered && self.synced && !self.stale
+        self.registered && self.in_view && self.synced && !self.stale
     }
 }
 

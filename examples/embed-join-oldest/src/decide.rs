@@ -6,7 +6,14 @@ use autocluster::{Cluster, ClusterLock, ErrorKind};
 
 /// Decides, prints the decision, and returns once the lock (if any) is released. Every wait
 /// is bounded: a node that cannot decide runs alone rather than hang.
-pub async fn join_or_start(cluster: &Cluster, ready_timeout: Duration, lock_timeout: Duration) {
+/// `join_time` stands in for the application's own join (connecting to the seed, syncing
+/// data), done while the lock is held.
+pub async fn join_or_start(
+    cluster: &Cluster,
+    ready_timeout: Duration,
+    lock_timeout: Duration,
+    join_time: Duration,
+) {
     if !cluster.ready(ready_timeout).await {
         println!(
             "not ready after {ready_timeout:?} (last error: {}): cannot tell whom to join; \
@@ -30,9 +37,20 @@ pub async fn join_or_start(cluster: &Cluster, ready_timeout: Duration, lock_time
     }
 
     let lock = take_lock(cluster, lock_timeout).await;
-    match cluster.oldest() {
+    let view = cluster.view();
+    let members: Vec<String> = view
+        .members()
+        .map(|e| format!("{} (created {})", e.member.node, e.member.created.0))
+        .collect();
+    println!(
+        "deciding on the view at revision {}: {}",
+        view.revision.0,
+        members.join(", ")
+    );
+    match view.oldest().map(|e| &e.member) {
         Some(oldest) if oldest.node == me => {
             println!("I am the oldest: starting a new cluster");
+            tokio::time::sleep(join_time).await;
         }
         Some(oldest) => {
             let addrs = oldest
@@ -43,6 +61,7 @@ pub async fn join_or_start(cluster: &Cluster, ready_timeout: Duration, lock_time
             println!("joining {} (addrs [{addrs}])", oldest.node);
             // The application joins here (connects to the seed, syncs its data), still under
             // the lock, so two joiners never race each other.
+            tokio::time::sleep(join_time).await;
         }
         None => println!("no running member at all: starting a new cluster"),
     }
@@ -61,20 +80,21 @@ pub async fn join_or_start(cluster: &Cluster, ready_timeout: Duration, lock_time
 /// The lock, or `None` with the reason said clearly.
 async fn take_lock(cluster: &Cluster, timeout: Duration) -> Option<ClusterLock> {
     println!("taking the cluster lock (at most {timeout:?})");
+    let asked = std::time::Instant::now();
     match cluster.lock(timeout).await {
         Ok(lock) => {
             println!(
-                "holding the cluster lock {} (fence {})",
+                "holding the cluster lock {} (fence {}) after {:?}",
                 lock.key(),
-                lock.fence()
+                lock.fence(),
+                asked.elapsed()
             );
             Some(lock)
         }
         Err(e) if e.kind() == ErrorKind::Unsupported => {
             println!(
                 "the {} backend has no cluster lock: deciding by the oldest member alone \
-                 (nodes starting together still agree on the oldest, but their joins are not \
-                 serialized)",
+                 (joins are not serialized, and a peer not heard from yet may be older)",
                 cluster.backend_name()
             );
             None

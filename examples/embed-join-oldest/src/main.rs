@@ -10,12 +10,16 @@
 //! member alone.
 
 mod decide;
+mod shutdown;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use autocluster::{Cluster, Settings};
+use tokio::sync::broadcast::error::RecvError;
+
+use shutdown::Shutdown;
 
 /// How long to wait for the node to be registered and its view fresh.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,11 +32,18 @@ const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/etcd.
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let path = match config_path() {
-        Ok(p) => p,
+    let (path, join_time) = match args() {
+        Ok(a) => a,
         Err(usage) => {
             eprintln!("{usage}");
             return ExitCode::from(2);
+        }
+    };
+    let mut shutdown = match Shutdown::listen() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot listen for signals: {e}");
+            return ExitCode::FAILURE;
         }
     };
     let settings = match Settings::load(&path) {
@@ -56,25 +67,30 @@ async fn main() -> ExitCode {
         cluster.backend_name()
     );
 
-    decide::join_or_start(&cluster, READY_TIMEOUT, lock_timeout).await;
+    // A signal while deciding still leaves cleanly; a lock held then is released when its
+    // guard is dropped, and in any case when the lease is revoked by the leave.
+    tokio::select! {
+        _ = decide::join_or_start(&cluster, READY_TIMEOUT, lock_timeout, join_time) => {}
+        _ = shutdown.recv() => return leave(cluster).await,
+    }
 
     println!("running; Ctrl-C to leave");
     let mut events = cluster.events();
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             event = events.recv() => match event {
                 Ok(e) => println!("{} {}", e.kind.as_str(), e.node),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    println!("{}", cluster.view().emqx_status_line());
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                Err(RecvError::Lagged(_)) => println!("{}", cluster.view().emqx_status_line()),
+                Err(RecvError::Closed) => break,
             },
-            _ = &mut shutdown => break,
+            _ = shutdown.recv() => break,
         }
     }
+    leave(cluster).await
+}
 
+/// Deregisters at once: peers see this node leave within milliseconds, not after its TTL.
+async fn leave(cluster: Cluster) -> ExitCode {
     println!("leaving the cluster");
     match cluster.leave().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -101,37 +117,25 @@ fn lock_timeout(settings: &Settings) -> Duration {
     }
 }
 
-/// `-c FILE`, or the default config.
-fn config_path() -> Result<PathBuf, String> {
-    let usage = format!("usage: embed-join-oldest [-c FILE]   (default: {DEFAULT_CONFIG})");
+/// `-c FILE` (default: the etcd example) and `--join-time SECS` (default 1): how long the
+/// stand-in for the application's join holds the lock.
+fn args() -> Result<(PathBuf, Duration), String> {
+    let usage = format!(
+        "usage: embed-join-oldest [-c FILE] [--join-time SECS]   (default: {DEFAULT_CONFIG}, 1)"
+    );
     let mut args = std::env::args().skip(1);
     let mut path = PathBuf::from(DEFAULT_CONFIG);
+    let mut join_time = Duration::from_secs(1);
     while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(usage.clone());
         match arg.as_str() {
-            "-c" | "--config" => path = args.next().ok_or(usage.clone())?.into(),
+            "-c" | "--config" => path = value()?.into(),
+            "--join-time" => {
+                let secs: f64 = value()?.parse().map_err(|_| usage.clone())?;
+                join_time = Duration::try_from_secs_f64(secs).map_err(|_| usage.clone())?;
+            }
             _ => return Err(usage),
         }
     }
-    Ok(path)
-}
-
-/// Ctrl-C, or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    Ok((path, join_time))
 }

@@ -18,7 +18,9 @@ mod view_task;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use autocluster_plugin::{Discovery, Error, ErrorKind, Lease, Member, Registration, Result};
+use autocluster_plugin::{
+    Discovery, Error, ErrorKind, Lease, Member, Registration, Registrations, Result,
+};
 use futures::future::BoxFuture;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
@@ -156,11 +158,15 @@ impl Shared {
 
     pub fn publish(&self, view: &View, events: &mut Vec<Event>) {
         self.view.send_replace(view.clone());
+        let me = &self.config.registration.node;
+        let in_view = view.members.contains_key(me)
+            || self.backend.capabilities().registration == Registrations::None;
         self.health.send_if_modified(|h| {
             let stale = view.stale || !*self.registration_ok.borrow();
-            let changed = h.stale != stale || h.synced != view.synced;
+            let changed = h.stale != stale || h.synced != view.synced || h.in_view != in_view;
             h.stale = stale;
             h.synced = view.synced;
+            h.in_view = in_view;
             changed
         });
         for e in events.drain(..) {
@@ -183,7 +189,7 @@ impl Engine {
         let caps = backend.capabilities();
         let health = Health {
             backend: backend.name(),
-            registered: caps.registration == autocluster_plugin::Registrations::None,
+            registered: caps.registration == Registrations::None,
             stale: true,
             ..Health::default()
         };
@@ -204,7 +210,7 @@ impl Engine {
             config,
         });
         let mut tasks = vec![tokio::spawn(view_task::run(shared.clone()))];
-        if caps.registration != autocluster_plugin::Registrations::None {
+        if caps.registration != Registrations::None {
             tasks.push(tokio::spawn(registration::run(shared.clone())));
         }
         Engine {

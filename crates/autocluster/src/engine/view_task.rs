@@ -202,7 +202,9 @@ fn self_if_heartbeat(shared: &Shared) -> Option<Member> {
         incarnation: autocluster_plugin::Incarnation(lease.id),
         meta: Some(reg.meta.clone()),
         ttl: None,
-        created: autocluster_plugin::Revision(0),
+        // As multicast peers report each other: the incarnation (a start time) orders them,
+        // so every node agrees on the oldest.
+        created: autocluster_plugin::Revision(lease.id),
     })
 }
 
