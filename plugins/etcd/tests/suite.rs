@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use autocluster_plugin::{Discovery, NodeName};
-use autocluster_testkit::fixtures::etcd::EtcdServer;
+use autocluster_testkit::fixtures::etcd::{available_binaries, EtcdServer};
 use autocluster_testkit::suite::{self, Target};
 use common::*;
 
@@ -49,10 +49,20 @@ impl Target for EtcdTarget {
     }
 }
 
+/// On every etcd found: Debian's 3.4, and 3.5 where `tools/test.sh` fetched it.
 #[tokio::test(flavor = "multi_thread")]
 async fn behaviour_suite_v3() {
-    let etcd = EtcdServer::start().await.unwrap();
-    suite::run(&EtcdTarget { etcd, api: "v3" }).await;
+    let bins = available_binaries();
+    assert!(!bins.is_empty(), "no etcd binary found");
+    for bin in bins {
+        eprintln!("behaviour suite v3 on etcd {}", bin.version);
+        let etcd = EtcdServer::builder()
+            .binary(&bin.etcd)
+            .start()
+            .await
+            .unwrap();
+        suite::run(&EtcdTarget { etcd, api: "v3" }).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
