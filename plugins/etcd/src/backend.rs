@@ -466,7 +466,18 @@ impl Shared {
                     kv.create_revision(),
                 ) {
                     Ok(m) => changes.push(Change::Put(m)),
-                    Err(why) => self.garbage.skip(NAME, kv.key(), &why),
+                    Err(why) => {
+                        self.garbage.skip(NAME, kv.key(), &why);
+                        // A node's key overwritten with garbage registers that node no
+                        // more, as a snapshot would say: without this, nodes that saw the
+                        // overwrite keep the member and nodes that start later do not.
+                        if let Ok(node) = self.layout.node_of(kv.key()) {
+                            changes.push(Change::Delete {
+                                node,
+                                incarnation: None,
+                            });
+                        }
+                    }
                 },
                 Ok(EventType::Delete) => {
                     // A deleted garbage key was counted when it was written.

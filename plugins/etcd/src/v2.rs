@@ -397,6 +397,13 @@ impl Inner {
             "set" | "create" | "update" | "compareAndSwap" => {
                 if let Some(m) = self.member_of(node) {
                     changes.push(Change::Put(m));
+                } else if let Ok(n) = self.layout.node_of(key.as_bytes()) {
+                    // A node's key overwritten with garbage registers that node no more, as
+                    // a snapshot would say.
+                    changes.push(Change::Delete {
+                        node: n,
+                        incarnation: None,
+                    });
                 }
             }
             "delete" | "expire" | "compareAndDelete" => {
