@@ -70,9 +70,9 @@ fn members_table(status: &Value) -> String {
         if m["vanishing"].as_bool() == Some(true) {
             state.push_str(" (vanishing)");
         }
-        let incarnation = match m["incarnation"].as_u64() {
-            Some(0) | None => "-".to_string(),
-            Some(i) => format!("{i:x}"),
+        let incarnation = match m["incarnation"].as_str() {
+            Some("0") | Some("") | None => "-".to_string(),
+            Some(hex) => hex.to_string(),
         };
         let since = m["since"].as_u64().map_or("-".into(), utc);
         let meta = &m["meta"];

@@ -289,7 +289,8 @@ impl Agent {
             .as_array()?
             .iter()
             .find(|m| m["node"] == node)?["incarnation"]
-            .as_u64()
+            .as_str()
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
     }
 
     /// `autocluster status -c FILE`: (exit code, stdout).
@@ -674,9 +675,14 @@ fn a_revoked_lease_or_a_deleted_key_is_written_again() {
         "the new lease does not hold the key"
     );
     let left = seen_by_2.expect("left", N1, &logs);
-    assert_eq!(left["member"]["incarnation"], old, "{left}");
+    // Incarnations are hex strings in JSON (lease ids exceed 2^53).
+    assert_eq!(left["member"]["incarnation"], format!("{old:x}"), "{left}");
     let joined = seen_by_2.expect("joined", N1, &logs);
-    assert_eq!(joined["member"]["incarnation"], new, "{joined}");
+    assert_eq!(
+        joined["member"]["incarnation"],
+        format!("{new:x}"),
+        "{joined}"
+    );
     until("node 2 to see node 1's new lease", &logs, || {
         (a2.incarnation_of(N1)? == new).then_some(())
     });

@@ -13,11 +13,34 @@ use crate::NodeName;
 /// A node that restarts, or registers again after losing its lease, has a new incarnation, so
 /// the engine reports it as a new member (`Left` then `Joined`, or `Updated` inside a grace
 /// period) and never confuses a stale message about the old life with the new one.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(transparent)]
+///
+/// In JSON it is a hex string (`"694f2a1c9e3b4d01"`, as `Display` prints it): lease ids exceed
+/// the 2^53 that JavaScript and `jq` numbers hold exactly. Numbers are accepted on input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Incarnation(pub u64);
+
+impl Serialize for Incarnation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:x}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Incarnation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Hex(String),
+            Num(u64),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Num(n) => Ok(Incarnation(n)),
+            Repr::Hex(h) => u64::from_str_radix(&h, 16)
+                .map(Incarnation)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
 
 impl fmt::Display for Incarnation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
