@@ -170,3 +170,18 @@ pub struct WatchBatch {
     /// The changes, in order.
     pub changes: Vec<Change>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incarnations_are_hex_strings_in_json_and_numbers_are_accepted() {
+        let big = Incarnation(0x1a15_a20f_91a0_ec05);
+        let json = serde_json::to_string(&big).unwrap();
+        assert_eq!(json, "\"1a15a20f91a0ec05\"");
+        assert_eq!(serde_json::from_str::<Incarnation>(&json).unwrap(), big);
+        assert_eq!(serde_json::from_str::<Incarnation>("42").unwrap(), Incarnation(42));
+        assert!(serde_json::from_str::<Incarnation>("\"xyz\"").is_err());
+    }
+}
