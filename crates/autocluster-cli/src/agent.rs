@@ -13,12 +13,16 @@ use tracing_subscriber::EnvFilter;
 
 use crate::admin::{self, AdminState};
 use crate::cli::{AgentArgs, LogFormat};
+use crate::hooks::{HookConfig, Hooks};
 use crate::Failure;
 
 /// How long leaving may take (revoking the lease) before the agent exits anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open admin connections get to finish once the agent has left.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the `--on-change` handlers of events still queued may run once the agent has
+/// left; a handler still running then is killed.
+const HOOKS_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the agent.
 pub async fn run(args: &AgentArgs) -> Result<(), Failure> {
@@ -40,15 +44,31 @@ pub async fn run(args: &AgentArgs) -> Result<(), Failure> {
     })?;
     let bound = listener.local_addr().map_err(Failure::runtime)?;
 
+    let hook_config = HookConfig {
+        on_change: args.on_change.clone(),
+        members_file: args.members_file.clone(),
+        timeout: args.hook_timeout,
+        cluster: settings.cluster_name.clone(),
+        self_node: settings.node.clone(),
+    };
+    hook_config.prepare()?;
+
     let cluster = Cluster::start(&settings)
         .await
         .map_err(|e| Failure::from_error(&e))?;
+    let hooks = Hooks::start(hook_config, &cluster);
     tracing::info!(
         node = %cluster.node(),
         backend = cluster.backend_name(),
         cluster = %settings.cluster_name,
         "agent started"
     );
+    if let Some(cmd) = &args.on_change {
+        tracing::info!(timeout = ?args.hook_timeout, "running `{cmd}` on every membership event");
+    }
+    if let Some(path) = &args.members_file {
+        tracing::info!("keeping the running members in {}", path.display());
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(AdminState::new(
@@ -64,6 +84,13 @@ pub async fn run(args: &AgentArgs) -> Result<(), Failure> {
         .into_future();
     let mut server = tokio::spawn(server);
     tracing::info!(addr = %bound, "admin endpoint listening on http://{bound}");
+    if !bound.ip().is_loopback() {
+        tracing::warn!(
+            addr = %bound,
+            "the admin endpoint listens beyond loopback and has no authentication: whoever \
+             reaches {bound} reads the membership, the health and the metrics"
+        );
+    }
 
     let signal = tokio::select! {
         s = signals.next() => s,
@@ -74,6 +101,7 @@ pub async fn run(args: &AgentArgs) -> Result<(), Failure> {
                 Err(e) => e.to_string(),
             };
             leave(&state).await;
+            hooks.stop(HOOKS_DRAIN_TIMEOUT).await;
             return Err(Failure::runtime(format!("the admin endpoint failed: {why}")));
         }
     };
@@ -85,6 +113,7 @@ pub async fn run(args: &AgentArgs) -> Result<(), Failure> {
     });
 
     leave(&state).await;
+    hooks.stop(HOOKS_DRAIN_TIMEOUT).await;
     let _ = stop_tx.send(true);
     if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
         tracing::warn!("admin connections still open after {DRAIN_TIMEOUT:?}; closing them");

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -36,6 +37,15 @@ pub enum Command {
     Status(StatusArgs),
     /// Print the members as one JSON object per line, or follow the membership events.
     Members(MembersArgs),
+    /// Watch a three-node cluster on this machine find each other, lose one to a crash and
+    /// one to a clean leave, with no outside service.
+    ///
+    /// Three nodes run in this process, over UDP multicast on loopback (a random group, port,
+    /// cookie and cluster name, so it never mixes with a real cluster), or over an etcd with
+    /// `--discovery etcd`. Prints the story with timestamps and exits 0 after about 10 s; exits
+    /// 1 when the nodes cannot see each other (multicast on loopback does not work here, or
+    /// etcd does not answer).
+    Demo(DemoArgs),
     /// Print a shell completion script to stdout.
     Completions {
         /// The shell.
@@ -66,6 +76,47 @@ pub struct AgentArgs {
     /// The log format on stderr. The level comes from `RUST_LOG` (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
+    /// Run CMD (through `sh -c`) on every membership event, one at a time in event order. The
+    /// event is in AUTOCLUSTER_EVENT (joined, left, updated), AUTOCLUSTER_NODE,
+    /// AUTOCLUSTER_INCARNATION, AUTOCLUSTER_REASON (left), AUTOCLUSTER_CLUSTER and
+    /// AUTOCLUSTER_SELF; the running members, one node name a line, on standard input.
+    #[arg(long, value_name = "CMD")]
+    pub on_change: Option<String>,
+    /// Keep PATH listing the running members, one node name a line, sorted; rewritten
+    /// atomically whenever the running set changes, and once at start.
+    #[arg(long, value_name = "PATH")]
+    pub members_file: Option<PathBuf>,
+    /// How long an `--on-change` command may run before it is killed.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub hook_timeout: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    match autocluster::plugin::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("expected a duration above zero".into()),
+        other => other,
+    }
+}
+
+/// `autocluster demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How the demo nodes find each other: UDP multicast on loopback (no outside service), or
+    /// an etcd (`--etcd`).
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    pub discovery: Option<DemoBackend>,
+    /// The etcd to use with `--discovery etcd` (implies it); default http://127.0.0.1:2379.
+    #[arg(long, value_name = "URL")]
+    pub etcd: Option<String>,
+}
+
+/// The backends the demo can run over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DemoBackend {
+    /// UDP multicast on loopback.
+    Mcast,
+    /// An etcd server.
+    Etcd,
 }
 
 /// How the agent logs.
@@ -131,5 +182,18 @@ mod tests {
         assert!(Cli::try_parse_from(["autocluster", "status"]).is_err());
         assert!(Cli::try_parse_from(["autocluster", "status", "-c", "n.conf"]).is_ok());
         assert!(Cli::try_parse_from(["autocluster", "status", "--admin", "127.0.0.1:1"]).is_ok());
+    }
+
+    #[test]
+    fn hook_timeout_is_a_duration_above_zero() {
+        let parse = |t: &str| {
+            Cli::try_parse_from(["autocluster", "agent", "-c", "n.conf", "--hook-timeout", t])
+        };
+        match parse("1500ms").unwrap().command {
+            Command::Agent(a) => assert_eq!(a.hook_timeout, Duration::from_millis(1500)),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse("0s").is_err());
+        assert!(parse("10").is_err());
     }
 }

@@ -10,6 +10,8 @@ mod check;
 mod cli;
 mod client;
 mod completions;
+mod demo;
+mod hooks;
 mod members;
 mod metrics;
 mod status;
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
             Command::Agent(args) => agent::run(&args).await,
             Command::Status(args) => status::run(&args).await,
             Command::Members(args) => members::run(&args).await,
+            Command::Demo(args) => demo::run(&args).await,
             Command::Completions { shell } => completions::completions(shell),
             Command::Man => completions::man(),
         }

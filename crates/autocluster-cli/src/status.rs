@@ -224,7 +224,7 @@ mod tests {
         let s = json!({
             "node": "a@h", "cluster": "emqxcl", "revision": 7,
             "running_nodes": ["a@h"], "stopped_nodes": [],
-            "members": [{"node": "a@h", "status": "running", "incarnation": 255, "since": 0,
+            "members": [{"node": "a@h", "status": "running", "incarnation": "ff", "since": 0,
                          "vanishing": false, "created": 0,
                          "meta": {"version": "0.1.0", "addrs": ["127.0.0.1:4370"]}}],
             "health": {"backend": "etcd", "registered": true, "stale": false, "synced": true,

@@ -20,6 +20,8 @@
 //! `static`, `dns` and `mcast`.
 #![deny(missing_docs)]
 
+#[doc(hidden)]
+pub mod bench_support;
 mod cluster;
 pub mod config;
 pub mod dispatch;

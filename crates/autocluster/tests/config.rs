@@ -185,6 +185,9 @@ fn environment_overrides_the_file() {
         ("AUTOCLUSTER_CLUSTER__ETCD__LOCK_TIMEOUT", "5s"),
         ("AUTOCLUSTER_NODE__ADMIN_LISTEN", "127.0.0.1:9090"),
         ("AUTOCLUSTER_LOG", "debug"), // a CLI's own variable: not a key, not a warning
+        // What `agent --on-change` sets for its hooks: no key either, whatever the name.
+        ("AUTOCLUSTER_NODE", "emqx2@127.0.0.2"),
+        ("AUTOCLUSTER_CLUSTER", "emqxcl"),
         ("PATH", "/usr/bin"),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));

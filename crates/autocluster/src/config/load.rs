@@ -62,7 +62,10 @@ pub(crate) fn load_text(
     let mut env_map = config::Map::new();
     let mut vars = HashMap::new();
     for (var, value) in env {
-        if let Some(key) = env_key(var) {
+        // Every key of ours has a section and a name (`node.name`); a variable without the
+        // `__` separator (`AUTOCLUSTER_NODE`, set for hooks, or a CLI's `AUTOCLUSTER_LOG`)
+        // names no key and is no override.
+        if let Some(key) = env_key(var).filter(|k| k.contains('.')) {
             vars.insert(key, var.clone());
             env_map.insert(var.clone(), value.clone());
         }

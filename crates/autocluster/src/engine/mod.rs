@@ -10,9 +10,9 @@
 
 mod backoff;
 mod deadlines;
-mod registration;
+pub(crate) mod registration;
 mod stats;
-mod table;
+pub(crate) mod table;
 mod view_task;
 
 use std::sync::Arc;
@@ -103,6 +103,33 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The state of an engine whose tasks have not started.
+    pub(crate) fn new(backend: Arc<dyn Discovery>, config: EngineConfig) -> Arc<Shared> {
+        let caps = backend.capabilities();
+        let health = Health {
+            backend: backend.name(),
+            registered: caps.registration == Registrations::None,
+            stale: true,
+            ..Health::default()
+        };
+        Arc::new(Shared {
+            backend,
+            view: watch::channel(View {
+                stale: true,
+                ..View::default()
+            })
+            .0,
+            events: broadcast::channel(config.event_capacity.max(16)).0,
+            health: watch::channel(health).0,
+            lease: watch::channel(None).0,
+            registration_ok: watch::channel(true).0,
+            own_key_missing: Notify::new(),
+            stats: Stats::default(),
+            cancel: CancellationToken::new(),
+            config,
+        })
+    }
+
     /// One bounded backend call, with its outcome recorded in health and stats.
     pub async fn call<T>(
         &self,
@@ -187,28 +214,7 @@ impl Engine {
     /// Starts the engine's tasks on the current tokio runtime.
     pub fn spawn(backend: Arc<dyn Discovery>, config: EngineConfig) -> Engine {
         let caps = backend.capabilities();
-        let health = Health {
-            backend: backend.name(),
-            registered: caps.registration == Registrations::None,
-            stale: true,
-            ..Health::default()
-        };
-        let shared = Arc::new(Shared {
-            backend,
-            view: watch::channel(View {
-                stale: true,
-                ..View::default()
-            })
-            .0,
-            events: broadcast::channel(config.event_capacity.max(16)).0,
-            health: watch::channel(health).0,
-            lease: watch::channel(None).0,
-            registration_ok: watch::channel(true).0,
-            own_key_missing: Notify::new(),
-            stats: Stats::default(),
-            cancel: CancellationToken::new(),
-            config,
-        });
+        let shared = Shared::new(backend, config);
         let mut tasks = vec![tokio::spawn(view_task::run(shared.clone()))];
         if caps.registration != Registrations::None {
             tasks.push(tokio::spawn(registration::run(shared.clone())));
