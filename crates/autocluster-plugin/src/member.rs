@@ -181,7 +181,10 @@ mod tests {
         let json = serde_json::to_string(&big).unwrap();
         assert_eq!(json, "\"1a15a20f91a0ec05\"");
         assert_eq!(serde_json::from_str::<Incarnation>(&json).unwrap(), big);
-        assert_eq!(serde_json::from_str::<Incarnation>("42").unwrap(), Incarnation(42));
+        assert_eq!(
+            serde_json::from_str::<Incarnation>("42").unwrap(),
+            Incarnation(42)
+        );
         assert!(serde_json::from_str::<Incarnation>("\"xyz\"").is_err());
     }
 }
