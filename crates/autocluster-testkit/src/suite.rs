@@ -20,7 +20,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autocluster::{Cluster, EngineConfig, Event, EventKind};
-use autocluster_plugin::{async_trait, Discovery, Metadata, NodeName, Registration, Registrations};
+use autocluster_plugin::{
+    async_trait, BoxStream, Discovery, Lease, LockToken, Metadata, NodeName, Registration,
+    Registrations, Result as PluginResult, Revision, Snapshot, WatchBatch,
+};
 
 /// What the suite needs from a backend under test.
 #[async_trait]
@@ -88,9 +91,18 @@ impl Node {
 
     /// Starts a node over a backend made by the caller.
     pub fn start_with(backend: Arc<dyn Discovery>, config: EngineConfig) -> Node {
+        // The engine starts at once; it must not reach the backend (and so publish an
+        // event) before the recorder subscribed, or the recorder would miss the first
+        // events whenever this thread is descheduled for a moment.
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let backend: Arc<dyn Discovery> = Arc::new(Gated {
+            inner: backend,
+            gate,
+        });
         let cluster = Cluster::with_backend(backend, config);
         let events = Arc::new(Mutex::new(Vec::new()));
         let mut rx = cluster.events();
+        open.send_replace(true);
         let sink = events.clone();
         let (count_tx, recorded) = tokio::sync::watch::channel(0usize);
         let recorder = tokio::spawn(async move {
@@ -204,6 +216,59 @@ impl Node {
     pub fn crash(self) {
         self.recorder.abort();
         self.cluster.abandon();
+    }
+}
+
+/// A backend whose first calls (register, snapshot) wait until the gate opens: the recorder
+/// of a [`Node`] subscribes to the events before the engine can publish one.
+#[derive(Debug)]
+struct Gated {
+    inner: Arc<dyn Discovery>,
+    gate: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Gated {
+    async fn opened(&self) {
+        let _ = self.gate.clone().wait_for(|open| *open).await;
+    }
+}
+
+#[async_trait]
+impl Discovery for Gated {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> autocluster_plugin::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn register(&self, reg: &Registration) -> PluginResult<Lease> {
+        self.opened().await;
+        self.inner.register(reg).await
+    }
+    async fn keep_alive(&self, lease: &Lease) -> PluginResult<Duration> {
+        self.inner.keep_alive(lease).await
+    }
+    async fn refresh(&self, reg: &Registration, lease: &Lease) -> PluginResult<()> {
+        self.inner.refresh(reg, lease).await
+    }
+    async fn deregister(&self, lease: &Lease) -> PluginResult<()> {
+        self.inner.deregister(lease).await
+    }
+    async fn snapshot(&self) -> PluginResult<Snapshot> {
+        self.opened().await;
+        self.inner.snapshot().await
+    }
+    fn watch(&self, after: Revision) -> BoxStream<PluginResult<WatchBatch>> {
+        self.inner.watch(after)
+    }
+    async fn lock(&self, lease: &Lease, timeout: Duration) -> PluginResult<LockToken> {
+        self.inner.lock(lease, timeout).await
+    }
+    fn invalid_entries(&self) -> u64 {
+        self.inner.invalid_entries()
+    }
+    async fn unlock(&self, token: &LockToken) -> PluginResult<()> {
+        self.inner.unlock(token).await
     }
 }
 

@@ -93,7 +93,7 @@ pub struct TableBench {
     shared: Arc<Shared>,
     events: Vec<Event>,
     revision: u64,
-    _subscriber: broadcast::Receiver<Event>,
+    _subscriber: Option<broadcast::Receiver<Event>>,
 }
 
 impl Default for TableBench {
@@ -103,21 +103,28 @@ impl Default for TableBench {
 }
 
 impl TableBench {
-    /// An empty table.
+    /// An empty table, with one event subscriber that never reads (an application that
+    /// subscribed: the channel keeps the last `event_capacity` events for it).
     pub fn new() -> TableBench {
+        let mut t = TableBench::unsubscribed();
+        t._subscriber = Some(t.shared.subscribe_events());
+        t
+    }
+
+    /// An empty table without event subscribers: published events are dropped at once.
+    pub fn unsubscribed() -> TableBench {
         let node = node_name(usize::MAX >> 8);
         let config = EngineConfig::new(autocluster_plugin::Registration {
             node,
             meta: Metadata::default(),
         });
         let shared = Shared::new(Arc::new(NoBackend), config);
-        let subscriber = shared.events.subscribe();
         TableBench {
             table: Table::new(false),
             shared,
             events: Vec::new(),
             revision: 0,
-            _subscriber: subscriber,
+            _subscriber: None,
         }
     }
 
@@ -198,9 +205,7 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    /// Starts registering on the current tokio runtime. Use a small
-    /// `config.event_capacity`: a registrar publishes no events, and the channel is
-    /// allocated in full.
+    /// Starts registering on the current tokio runtime.
     pub fn spawn(backend: Arc<dyn Discovery>, config: EngineConfig) -> Registrar {
         let shared = Shared::new(backend, config);
         let task = tokio::spawn(registration::run(shared.clone()));

@@ -123,7 +123,7 @@ impl Cluster {
     /// Events from now on. A subscriber that falls more than the event capacity behind gets
     /// `RecvError::Lagged` and should read [`Cluster::view`] to catch up.
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.shared.events.subscribe()
+        self.shared.subscribe_events()
     }
 
     /// The engine's health now.

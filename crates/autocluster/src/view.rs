@@ -1,5 +1,6 @@
 //! What readers see: the current view, the events that change it, and the engine's health.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use autocluster_plugin::{Member, NodeName, Revision};
@@ -38,7 +39,9 @@ pub struct MemberEntry {
 /// The membership as this node sees it now. Cloning is cheap (a persistent map).
 #[derive(Debug, Clone, Default)]
 pub struct View {
-    pub(crate) members: imbl::OrdMap<NodeName, MemberEntry>,
+    /// Entries behind an `Arc`: a change copies the map's path to the entry (pointers),
+    /// not the neighbouring entries, which every published view shares.
+    pub(crate) members: imbl::OrdMap<NodeName, Arc<MemberEntry>>,
     /// The backend revision the view reflects.
     pub revision: Revision,
     /// True while the backend cannot be read (the view is the last known one), or before the
@@ -51,12 +54,12 @@ pub struct View {
 impl View {
     /// Every member, ordered by node name.
     pub fn members(&self) -> impl Iterator<Item = &MemberEntry> + '_ {
-        self.members.values()
+        self.members.values().map(|e| &**e)
     }
 
     /// The entry of `node`.
     pub fn get(&self, node: &NodeName) -> Option<&MemberEntry> {
-        self.members.get(node)
+        self.members.get(node).map(|e| &**e)
     }
 
     /// Whether `node` is in the view and running.
@@ -97,8 +100,7 @@ impl View {
     /// The oldest running member: the lowest creation revision, ties broken by name. This is
     /// the natural seed a new node joins.
     pub fn oldest(&self) -> Option<&MemberEntry> {
-        self.members
-            .values()
+        self.members()
             .filter(|e| e.status == Status::Running)
             .min_by(|a, b| {
                 (a.member.created, &a.member.node).cmp(&(b.member.created, &b.member.node))

@@ -81,6 +81,16 @@ impl EtcdBackend {
         }
     }
 
+    /// Another backend over the same etcd connections (and layout), with its own lease and
+    /// keep-alive stream: for a process that registers several nodes; the benchmarks
+    /// register thousands from one process this way.
+    pub fn sibling(&self) -> EtcdBackend {
+        EtcdBackend {
+            shared: self.shared.clone(),
+            keeper: Mutex::new(None),
+        }
+    }
+
     /// The key layout.
     pub fn layout(&self) -> &Layout {
         &self.shared.layout

@@ -90,7 +90,8 @@ pub(crate) struct Shared {
     pub backend: Arc<dyn Discovery>,
     pub config: EngineConfig,
     pub view: watch::Sender<View>,
-    pub events: broadcast::Sender<Event>,
+    /// Created by the first subscriber (see [`Shared::subscribe_events`]).
+    events: std::sync::OnceLock<broadcast::Sender<Event>>,
     pub health: watch::Sender<Health>,
     /// The current registration, set by the registration task.
     pub lease: watch::Sender<Option<Lease>>,
@@ -119,7 +120,7 @@ impl Shared {
                 ..View::default()
             })
             .0,
-            events: broadcast::channel(config.event_capacity.max(16)).0,
+            events: std::sync::OnceLock::new(),
             health: watch::channel(health).0,
             lease: watch::channel(None).0,
             registration_ok: watch::channel(true).0,
@@ -128,6 +129,16 @@ impl Shared {
             cancel: CancellationToken::new(),
             config,
         })
+    }
+
+    /// A receiver of the events from now on. The channel is created by the first
+    /// subscriber: a broadcast channel allocates all its `event_capacity` slots at once
+    /// (about 7 MiB for the default 16,384), and events published while nobody subscribes
+    /// go nowhere anyway.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.events
+            .get_or_init(|| broadcast::channel(self.config.event_capacity.max(16)).0)
+            .subscribe()
     }
 
     /// One bounded backend call, with its outcome recorded in health and stats.
@@ -196,10 +207,13 @@ impl Shared {
             h.in_view = in_view;
             changed
         });
+        let tx = self.events.get();
         for e in events.drain(..) {
             self.stats.event(e.kind);
             tracing::info!(event = e.kind.as_str(), node = %e.node, incarnation = %e.member.incarnation, "member {}", e.kind.as_str());
-            let _ = self.events.send(e);
+            if let Some(tx) = tx {
+                let _ = tx.send(e);
+            }
         }
     }
 }

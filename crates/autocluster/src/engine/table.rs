@@ -3,6 +3,7 @@
 //! Work per change is O(log n): the view is a persistent map, so publishing it after every
 //! change does not copy it.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use autocluster_plugin::{Change, Member, NodeName, Revision, Snapshot};
@@ -112,7 +113,7 @@ impl Table {
                     if !self.vanishing.contains(&node) {
                         self.vanishing.set(&node, now + g);
                         if let Some(e) = self.view.members.get_mut(&node) {
-                            e.vanishing = true;
+                            Arc::make_mut(e).vanishing = true;
                         }
                     }
                 }
@@ -143,6 +144,7 @@ impl Table {
         if entry.status == status {
             return;
         }
+        let entry = Arc::make_mut(entry);
         entry.status = status;
         let member = entry.member.clone();
         match status {
@@ -177,7 +179,7 @@ impl Table {
             }
         }
         let was_vanishing = self.vanishing.remove(&node) || after_gap;
-        let Some(entry) = self.view.members.get_mut(&node) else {
+        let Some(current) = self.view.members.get(&node) else {
             let status = if self.candidates_only {
                 Status::Stopped
             } else {
@@ -194,23 +196,33 @@ impl Table {
             }
             self.view.members.insert(
                 node,
-                MemberEntry {
+                Arc::new(MemberEntry {
                     member,
                     status,
                     since: SystemTime::now(),
                     vanishing: false,
-                },
+                }),
             );
             return;
         };
-        entry.vanishing = false;
-        let old = &entry.member;
-        let running = entry.status == Status::Running;
-        if old.incarnation != member.incarnation && !was_vanishing {
-            // A new life of the node that we did not see leave: the old one left.
-            let previous = std::mem::replace(&mut entry.member, member.clone());
-            entry.since = SystemTime::now();
-            if running {
+        // The entry is shared with the views already published: replace it rather than
+        // change it in place (which would copy it first).
+        let status = current.status;
+        let running = status == Status::Running;
+        let new_life = current.member.incarnation != member.incarnation;
+        // A new life of the node that we did not see leave: the old one left.
+        let restarted = new_life && !was_vanishing;
+        // Or re-registered within the grace period (an etcd wipe), or new metadata; else a
+        // refresh: keep the newest TTL and creation revision, no event.
+        let changed = new_life || current.member.meta != member.meta;
+        let since = if restarted {
+            SystemTime::now()
+        } else {
+            current.since
+        };
+        if running && changed {
+            let previous = current.member.clone();
+            if restarted {
                 out.push(event(
                     EventKind::Left,
                     previous,
@@ -218,24 +230,32 @@ impl Table {
                     Some(LeftReason::Restarted),
                     revision,
                 ));
-                out.push(event(EventKind::Joined, member, None, None, revision));
-            }
-        } else if old.incarnation != member.incarnation || old.meta != member.meta {
-            // Re-registered within the grace period (an etcd wipe), or new metadata.
-            let previous = std::mem::replace(&mut entry.member, member.clone());
-            if running {
+                out.push(event(
+                    EventKind::Joined,
+                    member.clone(),
+                    None,
+                    None,
+                    revision,
+                ));
+            } else {
                 out.push(event(
                     EventKind::Updated,
-                    member,
+                    member.clone(),
                     Some(previous),
                     None,
                     revision,
                 ));
             }
-        } else {
-            // A refresh: keep the newest TTL and creation revision, no event.
-            entry.member = member;
         }
+        self.view.members.insert(
+            node,
+            Arc::new(MemberEntry {
+                member,
+                status,
+                since,
+                vanishing: false,
+            }),
+        );
     }
 
     fn remove(
@@ -251,7 +271,7 @@ impl Table {
             if entry.status == Status::Running {
                 out.push(event(
                     EventKind::Left,
-                    entry.member,
+                    Arc::unwrap_or_clone(entry).member,
                     None,
                     Some(reason),
                     revision,

@@ -32,6 +32,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut events = Vec::new();
     let mut backoff = Backoff::new(shared.config.backoff_min, shared.config.backoff_max);
     let mut lease_rx = shared.lease.subscribe();
+    // The lease this node last held: when it is lost, so may be the backend's history.
+    let mut last_lease: Option<u64> = None;
     let mut reg_ok_rx = shared.registration_ok.subscribe();
     let (probe_tx, mut probe_rx) = mpsc::channel::<(NodeName, Status)>(1024);
     if probing {
@@ -159,6 +161,26 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             }
 
             Ok(()) = lease_rx.changed() => {
+                let lease = lease_rx.borrow_and_update().map(|l| l.id);
+                // This node's lease is gone (expired, revoked, or the server was replaced):
+                // the watch cannot be trusted to resume. A replaced etcd whose revision has
+                // overtaken ours accepts the watch without a sign of the gap, and peers'
+                // new incarnations (and later deletes of them) would be missed for good.
+                // Read a fresh snapshot; whoever is missing from it gets the grace period.
+                let lost = last_lease.is_some() && lease != last_lease;
+                last_lease = lease;
+                if lost
+                    && !first_snapshot
+                    && caps.registration == Registrations::ServerLease
+                    && matches!(caps.view, ViewMode::Push)
+                    && !shared.cancel.is_cancelled()
+                {
+                    shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("this node's lease was lost; resyncing the view from a snapshot");
+                    stream = None;
+                    table.set_stale(true);
+                    next = Some((Instant::now(), Next::Snapshot));
+                }
                 put_self_if_heartbeat(&shared, &mut table, &mut events);
                 shared.publish(table.view(), &mut events);
             }
