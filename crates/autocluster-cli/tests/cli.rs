@@ -436,3 +436,42 @@ fn members_watch_streams_joins_and_leaves() {
     let _ = watcher.kill();
     let _ = watcher.wait();
 }
+
+/// The admin endpoint has no authentication: it listens on loopback unless the operator
+/// chooses otherwise, and that choice is called out in the log.
+#[test]
+fn an_admin_endpoint_beyond_loopback_is_an_explicit_choice_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(
+        dir.path(),
+        "node.conf",
+        "node.name = emqx1@127.0.0.1\ncluster.discovery = manual\n",
+    );
+    // The default is loopback.
+    let out = run(&["check", "-c", conf.to_str().unwrap()]);
+    assert!(
+        text(&out.stdout).contains("node.admin_listen = 127.0.0.1:8070"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Chosen otherwise: all addresses (reached here over loopback only).
+    let port = free_addr().port();
+    let all: SocketAddr = format!("0.0.0.0:{port}").parse().unwrap();
+    let mut agent = start_agent(dir.path(), &conf, Some(all));
+    let local: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(http_get(local, "/health/ready"), Ok((200, _))) {
+        assert!(Instant::now() < deadline, "never ready:\n{}", agent.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = agent.log();
+    assert!(
+        log.contains("the admin endpoint listens beyond loopback and has no authentication"),
+        "{log}"
+    );
+    sigterm(&agent.child);
+    assert_eq!(
+        wait_exit(&mut agent.child, Duration::from_secs(20)).and_then(|s| s.code()),
+        Some(0)
+    );
+}
