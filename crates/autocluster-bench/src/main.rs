@@ -141,6 +141,12 @@ impl Plan {
 
 fn main() {
     let args = Args::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     if let Some(n) = args.table_memory {
         table_memory(n, args.subscribed);
         return;
@@ -210,10 +216,29 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     let mut kept: Option<Stage> = None;
     let largest = *plan.sizes.iter().max().unwrap_or(&100);
     let mut largest_done = false;
+    {
+        // First, the largest N with every member calling etcd the moment it starts, as N
+        // separate processes started in the same instant would.
+        let n = largest;
+        eprintln!("== convergence, N = {n}, unbounded");
+        let floor = floor_run(&endpoint, n).await?;
+        let stage =
+            convergence(&mut report, &cfg, &endpoint, n, plan.observers, floor, None).await?;
+        stage.stop().await;
+    }
     for &n in &plan.sizes {
         eprintln!("== convergence, N = {n}");
         let floor = floor_run(&endpoint, n).await?;
-        let stage = convergence(&mut report, &cfg, &endpoint, n, plan.observers, floor).await?;
+        let stage = convergence(
+            &mut report,
+            &cfg,
+            &endpoint,
+            n,
+            plan.observers,
+            floor,
+            Some(FLOOR_IN_FLIGHT),
+        )
+        .await?;
         if n == largest && !largest_done {
             largest_done = true;
             if let Some(old) = kept.replace(stage) {
@@ -400,8 +425,12 @@ async fn convergence(
     n: usize,
     k: usize,
     floor: Duration,
+    in_flight: Option<usize>,
 ) -> Result<Stage, BoxError> {
-    let cluster = format!("conv{n}");
+    let cluster = match in_flight {
+        Some(_) => format!("conv{n}"),
+        None => format!("burst{n}"),
+    };
     let prefix = nodes_prefix(&cluster);
     let observers: Vec<Observer> = (0..k).map(|j| Observer::start(cfg, &cluster, j)).collect();
     for o in &observers {
@@ -435,7 +464,7 @@ async fn convergence(
     }
     let raw = RawWatcher::start(endpoint, &prefix).await?;
     let poller = Poller::start(endpoint, &prefix, POLL_EVERY).await?;
-    let members = Members::new(cfg, &cluster).await?;
+    let members = Members::new(cfg, &cluster, in_flight).await?;
     // Let the first poll go by.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -491,6 +520,21 @@ async fn convergence(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .map_or(f64::NAN, |t| ms(t - t0));
+    // Registrations that had to be tried again (timeouts, errors), by outcome.
+    let mut retries: std::collections::BTreeMap<&str, u64> = Default::default();
+    for r in &regs {
+        for ((op, outcome), count) in r.stats().calls() {
+            if op == "register" && outcome != "ok" {
+                *retries.entry(outcome).or_default() += count;
+            }
+        }
+    }
+    let retries = if retries.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = retries.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        format!("; failed register calls, retried: {}", list.join(", "))
+    };
     let worst = if obs_ms.iter().any(|v| v.is_nan()) {
         f64::NAN
     } else {
@@ -498,9 +542,16 @@ async fn convergence(
     };
     let floor_ms = ms(floor);
     report.row(
-        format!("convergence: {n} members started at once, seen by every one of {k} observers"),
+        match in_flight {
+            Some(f) => format!(
+                "convergence: {n} members started at once, their calls {f} in flight on their shared connection; seen by every one of {k} observers"
+            ),
+            None => format!(
+                "convergence: {n} members started at once, every member calling etcd at once (unbounded); seen by every one of {k} observers"
+            ),
+        },
         format!(
-            "{} (all registered at {}; {} the floor)",
+            "{} (all registered at {}; {} the floor{retries})",
             fmt_s(worst),
             fmt_s(reg_ms),
             ratio(worst, floor_ms)
@@ -605,7 +656,12 @@ async fn latency(report: &mut Report, stage: &Stage, samples: usize) -> Result<(
                 stage.observers.len()
             ),
             format!("{} / {}", fmt_ms(o50), fmt_ms(o99)),
-            format!("{} / {}", fmt_ms(r50), fmt_ms(r99)),
+            format!(
+                "{} / {} (ours at p50: {} of raw)",
+                fmt_ms(r50),
+                fmt_ms(r99),
+                ratio(o50, r50)
+            ),
             format!(
                 "{} / {} ({} ours at p50)",
                 fmt_ms(pct(&poll, 50.0)),
@@ -656,7 +712,7 @@ async fn crashes(
     ttl: Duration,
 ) -> Result<(), BoxError> {
     let cfg = etcd_config(endpoint, ttl)?;
-    let members = Members::new(&cfg, &stage.cluster).await?;
+    let members = Members::new(&cfg, &stage.cluster, None).await?;
     let mut regs = Vec::with_capacity(m);
     for j in 0..m {
         let i = CRASH_BASE + j;
@@ -696,21 +752,27 @@ async fn crashes(
     ))
     .await;
     let limit = ttl + Duration::from_secs(1);
-    let (mut ours, mut raw) = (vec![], vec![]);
+    let (mut ours, mut raw, mut delta) = (vec![], vec![], vec![]);
     let mut missed = 0;
     for (node, at) in &kills {
+        let r = stage
+            .raw
+            .rec
+            .wait(node, Seen::Leave, ttl + Duration::from_secs(10))
+            .await;
+        if let Some(r) = r {
+            raw.push(ms(r - *at));
+        }
         for o in &stage.observers {
-            match o
-                .rec
-                .wait(node, Seen::Leave, ttl + Duration::from_secs(10))
-                .await
-            {
-                Some(t) => ours.push(ms(t - *at)),
+            match o.rec.wait(node, Seen::Leave, Duration::from_secs(5)).await {
+                Some(t) => {
+                    ours.push(ms(t - *at));
+                    if let Some(r) = r {
+                        delta.push(signed_ms(t, r));
+                    }
+                }
                 None => missed += 1,
             }
-        }
-        if let Some(t) = stage.raw.rec.get(node, Seen::Leave) {
-            raw.push(ms(t - *at));
         }
     }
     report.row(
@@ -720,7 +782,13 @@ async fn crashes(
             stage.observers.len()
         ),
         format!("{} / {}", fmt_s(pct(&ours, 50.0)), fmt_s(max(&ours))),
-        format!("{} / {}", fmt_s(pct(&raw, 50.0)), fmt_s(max(&raw))),
+        format!(
+            "{} / {}; ours minus raw, paired: p50 {}, max {}",
+            fmt_s(pct(&raw, 50.0)),
+            fmt_s(max(&raw)),
+            fmt_ms(pct(&delta, 50.0)),
+            fmt_ms(max(&delta))
+        ),
         "",
         format!("≤ node_ttl + 1 s = {} s", limit.as_secs()),
         Some(missed == 0 && max(&ours) <= ms(limit)),

@@ -12,11 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use autocluster::bench_support::{metadata, node_name, Registrar};
-use autocluster::plugin::{Metadata, NodeName, Origin, Registration, Section};
+use autocluster::plugin::{
+    async_trait, Capabilities, Discovery, Lease, Metadata, NodeName, Origin, Registration, Section,
+    Snapshot,
+};
 use autocluster::{Cluster, EngineConfig, EventKind};
 use autocluster_etcd::{EtcdBackend, EtcdConfig, Layout};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -280,17 +283,27 @@ impl Poller {
 
 /// Simulated members: each is the engine's registration task (its own lease, keep-alive
 /// stream and registration) over a sibling of one etcd backend, so all share that
-/// backend's one connection.
+/// backend's one connection. With `in_flight`, at most that many of their calls are in
+/// flight on the shared connection at once (the same load shape as the floor's loop);
+/// without, every member calls as soon as it starts, as separate processes would.
 pub struct Members {
     base: EtcdBackend,
+    limit: Option<Arc<Semaphore>>,
 }
 
 impl Members {
-    pub async fn new(cfg: &EtcdConfig, cluster: &str) -> Result<Members, BoxError> {
+    pub async fn new(
+        cfg: &EtcdConfig,
+        cluster: &str,
+        in_flight: Option<usize>,
+    ) -> Result<Members, BoxError> {
         let base = EtcdBackend::new(cfg.clone(), cluster);
         // Connect before anything is timed.
-        autocluster::plugin::Discovery::snapshot(&base).await?;
-        Ok(Members { base })
+        base.snapshot().await?;
+        Ok(Members {
+            base,
+            limit: in_flight.map(|n| Arc::new(Semaphore::new(n.max(1)))),
+        })
     }
 
     /// Starts member `i` (node `bench<i>@10.x.y.z`).
@@ -299,6 +312,55 @@ impl Members {
             node: node_name(i),
             meta: metadata(i),
         });
-        Registrar::spawn(Arc::new(self.base.sibling()), config)
+        let backend: Arc<dyn Discovery> = match &self.limit {
+            Some(permits) => Arc::new(Limited {
+                inner: self.base.sibling(),
+                permits: permits.clone(),
+            }),
+            None => Arc::new(self.base.sibling()),
+        };
+        Registrar::spawn(backend, config)
+    }
+}
+
+/// A member's backend whose calls take a permit of the members' shared connection.
+#[derive(Debug)]
+struct Limited {
+    inner: EtcdBackend,
+    permits: Arc<Semaphore>,
+}
+
+#[async_trait]
+impl Discovery for Limited {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn register(&self, reg: &Registration) -> autocluster::plugin::Result<Lease> {
+        let _permit = self.permits.acquire().await;
+        self.inner.register(reg).await
+    }
+
+    async fn keep_alive(&self, lease: &Lease) -> autocluster::plugin::Result<Duration> {
+        let _permit = self.permits.acquire().await;
+        self.inner.keep_alive(lease).await
+    }
+
+    async fn refresh(&self, reg: &Registration, lease: &Lease) -> autocluster::plugin::Result<()> {
+        let _permit = self.permits.acquire().await;
+        self.inner.refresh(reg, lease).await
+    }
+
+    async fn deregister(&self, lease: &Lease) -> autocluster::plugin::Result<()> {
+        let _permit = self.permits.acquire().await;
+        self.inner.deregister(lease).await
+    }
+
+    async fn snapshot(&self) -> autocluster::plugin::Result<Snapshot> {
+        self.inner.snapshot().await
     }
 }

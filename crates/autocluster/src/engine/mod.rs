@@ -30,6 +30,9 @@ pub use stats::Stats;
 
 use crate::view::{Event, Health, View};
 
+/// Events the view task's buffer keeps room for between batches.
+const EVENT_BUFFER_KEPT: usize = 256;
+
 /// Decides whether a candidate runs (the liveness probe of list-only backends).
 pub type Prober = Arc<dyn Fn(Member) -> BoxFuture<'static, bool> + Send + Sync>;
 
@@ -141,6 +144,17 @@ impl Shared {
             .subscribe()
     }
 
+    /// Records whether the registration task's last call succeeded. Readers are woken only
+    /// when that changes: the view task resumes its watch when it turns true, and waking it
+    /// at every keep-alive made every node reopen its watch every `keep_alive_every`.
+    pub fn set_registration_ok(&self, ok: bool) {
+        self.registration_ok.send_if_modified(|v| {
+            let changed = *v != ok;
+            *v = ok;
+            changed
+        });
+    }
+
     /// One bounded backend call, with its outcome recorded in health and stats.
     pub async fn call<T>(
         &self,
@@ -215,6 +229,9 @@ impl Shared {
                 let _ = tx.send(e);
             }
         }
+        // A first snapshot of 10,000 members leaves room for 16,384 events (6 MiB) in the
+        // buffer, drained but kept for the life of the node: give it back.
+        events.shrink_to(EVENT_BUFFER_KEPT);
     }
 }
 

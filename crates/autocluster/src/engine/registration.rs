@@ -26,7 +26,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             match attempt {
                 Ok(lease) => break lease,
                 Err(_) => {
-                    shared.registration_ok.send_replace(false);
+                    shared.set_registration_ok(false);
                     let delay = backoff.next_delay();
                     tokio::select! {
                         _ = sleep(delay) => {}
@@ -76,7 +76,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     shared.stats.renewals.fetch_add(1, Ordering::Relaxed);
                     last_renewal = Instant::now();
                     backoff.reset();
-                    shared.registration_ok.send_replace(true);
+                    shared.set_registration_ok(true);
                     next = last_renewal + caps.keep_alive_every;
                 }
                 Err(e) if e.kind() == ErrorKind::LeaseLost => {
@@ -97,7 +97,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     // was down itself kept it (etcd extends leases on restart), and one that
                     // expired it says so (LeaseLost). Registering anew on a timer would give
                     // peers a false leave-and-join.
-                    shared.registration_ok.send_replace(false);
+                    shared.set_registration_ok(false);
                     if last_renewal.elapsed() >= lease.ttl {
                         tracing::warn!(
                             node = %reg.node,
@@ -116,7 +116,7 @@ fn set_registered(shared: &Shared, lease: Option<Lease>) {
     let registered = lease.is_some();
     shared.lease.send_replace(lease);
     if registered {
-        shared.registration_ok.send_replace(true);
+        shared.set_registration_ok(true);
     }
     shared.health.send_modify(|h| {
         h.registered = registered;
