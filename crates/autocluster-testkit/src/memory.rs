@@ -80,6 +80,7 @@ impl MemoryServer {
             ttl,
             view,
             cut: AtomicBool::new(false),
+            calls: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -220,6 +221,7 @@ pub struct MemoryBackend {
     ttl: Duration,
     view: ViewMode,
     cut: AtomicBool,
+    calls: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl MemoryBackend {
@@ -237,7 +239,19 @@ impl MemoryBackend {
         }
     }
 
+    /// How many times the engine called `op` (`register`, `keep_alive`, `snapshot`, `watch`,
+    /// ...) on this client: what a real backend would be asked to do.
+    pub fn calls(&self, op: &str) -> u64 {
+        self.calls
+            .lock()
+            .map(|c| c.get(op).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     fn check_up(&self, op: &'static str) -> Result<MutexGuard<'_, State>> {
+        if let Ok(mut c) = self.calls.lock() {
+            *c.entry(op).or_default() += 1;
+        }
         if self.cut.load(Ordering::SeqCst) {
             return Err(
                 Error::new(ErrorKind::Unavailable, "cut off from the memory server")

@@ -72,7 +72,8 @@ async fn behaviour_suite_on_memory_poll() {
 async fn keep_alive_holds_the_registration_for_many_ttls() {
     let t = mem();
     let a = Node::start(&t, "a@127.0.0.1").await;
-    let b = Node::start(&t, "b@127.0.0.1").await;
+    let b_backend = t.server.backend(TTL);
+    let b = Node::start_with(b_backend.clone(), t.engine_config(&name("b@127.0.0.1")));
     a.wait_for_running(&["a@127.0.0.1", "b@127.0.0.1"], PATIENCE)
         .await;
     tokio::time::sleep(TTL * 10).await;
@@ -84,6 +85,10 @@ async fn keep_alive_holds_the_registration_for_many_ttls() {
         renewals >= 25,
         "keep-alive every TTL/3: {renewals} renewals in 10 TTLs"
     );
+    // Steady state costs keep-alives only: one snapshot, one watch, never reopened.
+    assert_eq!(b_backend.calls("snapshot"), 1);
+    assert_eq!(b_backend.calls("watch"), 1);
+    assert_eq!(b_backend.calls("register"), 1);
     a.leave().await;
     b.leave().await;
 }
