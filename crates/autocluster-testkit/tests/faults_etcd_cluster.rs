@@ -30,6 +30,10 @@ async fn three_member_etcd_leader_loss_then_quorum_loss_then_recovery() {
     let etcd = EtcdCluster::start().await.unwrap();
     let opts = Opts {
         call_timeout: Duration::from_secs(2),
+        // etcd grants leases only about TTL + an election timeout after a new leader, so
+        // each agent must renew within that window once the quorum is back; 3 s left too
+        // little room on a loaded 2-core machine (a lease expired in one CI run).
+        ttl: Duration::from_secs(6),
         ..Opts::default()
     };
     let all = ["q1@127.0.0.1", "q2@127.0.0.1", "q3@127.0.0.1"];
