@@ -129,10 +129,7 @@ fn observer(node: &str, server: &str) -> Node {
     let node = NodeName::parse(node).unwrap();
     let mut config = EngineConfig::new(Registration {
         node: node.clone(),
-        meta: Metadata {
-            node: Some(node),
-            ..Metadata::default()
-        },
+        meta: Metadata::of(node),
     });
     config.call_timeout = Duration::from_secs(2);
     config.backoff_min = Duration::from_millis(50);

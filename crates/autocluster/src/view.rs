@@ -172,6 +172,7 @@ pub enum LeftReason {
 
 /// One change of the view, as subscribers receive it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Event {
     /// Joined, left or updated.
     #[serde(rename = "event")]
@@ -193,8 +194,25 @@ pub struct Event {
     pub at: SystemTime,
 }
 
+impl Event {
+    /// The `Joined` event of a member already in a view (at `revision`), as a subscriber that
+    /// starts from that view tells it.
+    pub fn joined(entry: &MemberEntry, revision: Revision) -> Event {
+        Event {
+            kind: EventKind::Joined,
+            node: entry.member.node.clone(),
+            member: entry.member.clone(),
+            previous: None,
+            reason: None,
+            revision,
+            at: entry.since,
+        }
+    }
+}
+
 /// The engine's health, for readiness probes and `status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Health {
     /// The backend's name.
     pub backend: &'static str,
@@ -224,12 +242,17 @@ pub struct Health {
     pub last_error_at: Option<SystemTime>,
     /// Backend calls that failed in a row, across registration and view.
     pub consecutive_failures: u64,
+    /// Why the engine stopped on its own (a task panicked or ended): the node has left, its
+    /// view no longer changes, and it is never ready again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 impl Health {
-    /// Ready: registered, seen in its own view, synced, and the view is fresh.
+    /// Ready: registered, seen in its own view, synced, the view is fresh, and the engine
+    /// has not failed.
     pub fn is_ready(&self) -> bool {
-        self.registered && self.in_view && self.synced && !self.stale
+        self.registered && self.in_view && self.synced && !self.stale && self.failed.is_none()
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use autocluster_plugin::{
     async_trait, BoxStream, Capabilities, Change, Discovery, Error, ErrorKind, Incarnation, Lease,
-    LockToken, Registration, Registrations, Result, Revision, Snapshot, ViewMode, WatchBatch,
+    LockToken, Registration, Registrations, Result, Revision, Snapshot, WatchBatch,
 };
 use etcd_client::{
     EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper, LockOptions, PutOptions,
@@ -134,15 +134,14 @@ impl Discovery for EtcdBackend {
 
     fn capabilities(&self) -> Capabilities {
         let ttl = self.cfg().node_ttl;
-        Capabilities {
-            view: ViewMode::Push,
-            registration: Registrations::ServerLease,
-            ttl,
-            // A third of the TTL leaves two more tries before the lease runs out.
-            keep_alive_every: (ttl / 3).max(Duration::from_millis(100)),
-            lock: true,
-            candidates_only: false,
-        }
+        // A third of the TTL leaves two more tries before the lease runs out.
+        Capabilities::push()
+            .with_registration(
+                Registrations::ServerLease,
+                ttl,
+                (ttl / 3).max(Duration::from_millis(100)),
+            )
+            .with_lock()
     }
 
     async fn register(&self, reg: &Registration) -> Result<Lease> {

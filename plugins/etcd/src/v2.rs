@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use autocluster_plugin::{
     async_trait, BoxStream, Capabilities, Change, Discovery, Error, ErrorKind, Incarnation, Lease,
-    LockToken, NodeName, Registration, Registrations, Result, Revision, Snapshot, ViewMode,
-    WatchBatch,
+    LockToken, NodeName, Registration, Registrations, Result, Revision, Snapshot, WatchBatch,
 };
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -462,14 +461,13 @@ impl Discovery for EtcdV2Backend {
 
     fn capabilities(&self) -> Capabilities {
         let ttl = self.inner.cfg.node_ttl;
-        Capabilities {
-            view: ViewMode::Push,
-            registration: Registrations::ServerLease,
-            ttl,
-            keep_alive_every: (ttl / 3).max(Duration::from_millis(100)),
-            lock: true,
-            candidates_only: false,
-        }
+        Capabilities::push()
+            .with_registration(
+                Registrations::ServerLease,
+                ttl,
+                (ttl / 3).max(Duration::from_millis(100)),
+            )
+            .with_lock()
     }
 
     async fn register(&self, reg: &Registration) -> Result<Lease> {
