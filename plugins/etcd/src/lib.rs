@@ -27,17 +27,16 @@ use std::sync::Arc;
 
 use autocluster_plugin::{BackendContext, Discovery, Result};
 
-mod backend;
 mod config;
-mod core;
 mod error;
+mod failover;
 mod keys;
 mod v2;
-
-pub use backend::EtcdBackend;
+mod v3;
 pub use config::{Api, EtcdConfig, TlsConfig, DEFAULTS, KEYS};
 pub use keys::{Layout, MAX_VALUE};
 pub use v2::EtcdV2Backend;
+pub use v3::EtcdBackend;
 
 /// The name `cluster.discovery` uses for this backend.
 pub const NAME: &str = "etcd";

@@ -1,20 +1,26 @@
-//! The etcd v3 backend: leases, a prefix watch, and the Lock API.
+//! The etcd v3 backend (the default, `api = v3`): leases, a prefix watch, and the Lock API,
+//! over gRPC.
+//!
+//! `core` is the client wrapper (connections, TLS, auth, failover), `keeper` keeps the
+//! lease alive, `watch` follows the prefix; registration, the snapshot and the lock are here.
+
+mod core;
+mod keeper;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use autocluster_plugin::{
-    async_trait, BoxStream, Capabilities, Change, Discovery, Error, ErrorKind, Incarnation, Lease,
-    LockToken, Registration, Registrations, Result, Revision, Snapshot, ViewMode, WatchBatch,
+    async_trait, BoxStream, Capabilities, Discovery, Error, ErrorKind, Lease, LockToken,
+    Registration, Registrations, Result, Revision, Snapshot, ViewMode, WatchBatch,
 };
-use etcd_client::{
-    EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper, LockOptions, PutOptions,
-    WatchOptions, WatchResponse, WatchStream,
-};
+use etcd_client::{GetOptions, LockOptions, PutOptions};
 use tokio::sync::Mutex;
 
+use self::core::{Core, MAX_MESSAGE};
+use self::keeper::Keeper;
 use crate::config::EtcdConfig;
-use crate::core::{Core, MAX_MESSAGE};
 use crate::keys::{encode_value, Garbage, Layout};
 use crate::NAME;
 
@@ -35,36 +41,6 @@ struct Shared {
     core: Core,
     layout: Layout,
     garbage: Garbage,
-}
-
-/// The long-lived keep-alive stream of one lease.
-#[derive(Debug)]
-struct Keeper {
-    lease: i64,
-    keeper: LeaseKeeper,
-    stream: LeaseKeepAliveStream,
-}
-
-/// Why a keep-alive on an open stream did not renew the lease.
-enum PingError {
-    /// The server answered TTL 0: the lease is gone.
-    Lost,
-    /// The stream broke (server restarted, connection lost): open a new one.
-    Broken,
-}
-
-impl Keeper {
-    async fn ping(&mut self) -> std::result::Result<i64, PingError> {
-        self.keeper
-            .keep_alive()
-            .await
-            .map_err(|_| PingError::Broken)?;
-        match self.stream.message().await {
-            Ok(Some(r)) if r.ttl() > 0 => Ok(r.ttl()),
-            Ok(Some(_)) => Err(PingError::Lost),
-            Ok(None) | Err(_) => Err(PingError::Broken),
-        }
-    }
 }
 
 impl EtcdBackend {
@@ -102,15 +78,6 @@ impl EtcdBackend {
 
     fn core(&self) -> &Core {
         &self.shared.core
-    }
-
-    fn lease_lost(op: &'static str, lease: i64) -> Error {
-        Error::new(
-            ErrorKind::LeaseLost,
-            format!("lease {lease:x} is gone (expired, revoked, or etcd was replaced)"),
-        )
-        .with_backend(NAME)
-        .with_operation(op)
     }
 }
 
@@ -182,34 +149,7 @@ impl Discovery for EtcdBackend {
     }
 
     async fn keep_alive(&self, lease: &Lease) -> Result<Duration> {
-        let id = lease.id as i64;
-        let mut slot = self.keeper.lock().await;
-        // Taken out while in use: if this call is cancelled half-way, the stream (with a
-        // response perhaps still in flight) is dropped rather than reused out of step.
-        if let Some(mut k) = slot.take().filter(|k| k.lease == id) {
-            match k.ping().await {
-                Ok(ttl) => {
-                    *slot = Some(k);
-                    return Ok(Duration::from_secs(ttl as u64));
-                }
-                Err(PingError::Lost) => return Err(Self::lease_lost("keep_alive", id)),
-                Err(PingError::Broken) => {} // open a new stream below
-            }
-        }
-        // Opening the stream sends one keep-alive and reads its answer.
-        let (keeper, stream) = self
-            .core()
-            .call(
-                "keep_alive",
-                |mut c| async move { c.lease_keep_alive(id).await },
-            )
-            .await?;
-        *slot = Some(Keeper {
-            lease: id,
-            keeper,
-            stream,
-        });
-        Ok(lease.ttl)
+        keeper::keep_alive(self.core(), &self.keeper, lease).await
     }
 
     async fn refresh(&self, reg: &Registration, lease: &Lease) -> Result<()> {
@@ -296,26 +236,7 @@ impl Discovery for EtcdBackend {
     }
 
     fn watch(&self, after: Revision) -> BoxStream<Result<WatchBatch>> {
-        let shared = self.shared.clone();
-        let stream = futures::stream::unfold(WatchState::Start, move |state| {
-            let shared = shared.clone();
-            async move {
-                let mut ws = match state {
-                    WatchState::Done => return None,
-                    WatchState::Open(ws) => ws,
-                    WatchState::Start => match shared.open_watch(after).await {
-                        Ok(ws) => Box::new(ws),
-                        Err(e) => return Some((Err(e), WatchState::Done)),
-                    },
-                };
-                match shared.next_batch(&mut ws, after).await {
-                    Some(Ok(b)) => Some((Ok(b), WatchState::Open(ws))),
-                    Some(Err(e)) => Some((Err(e), WatchState::Done)),
-                    None => None,
-                }
-            }
-        });
-        Box::pin(stream)
+        watch::watch(self.shared.clone(), after)
     }
 
     async fn lock(&self, lease: &Lease, timeout: Duration) -> Result<LockToken> {
@@ -326,7 +247,7 @@ impl Discovery for EtcdBackend {
         };
         let id = lease.id as i64;
         let name = self.shared.layout.lock_name();
-        let attempt = self.core().call("lock", |mut c| async move {
+        let attempt = self.core().call_waiting("lock", |mut c| async move {
             c.lock(name, Some(LockOptions::new().with_lease(id))).await
         });
         match tokio::time::timeout(timeout, attempt).await {
@@ -370,141 +291,6 @@ impl Discovery for EtcdBackend {
 
     fn invalid_entries(&self) -> u64 {
         self.shared.garbage.count()
-    }
-}
-
-enum WatchState {
-    Start,
-    Open(Box<WatchStream>),
-    Done,
-}
-
-impl Shared {
-    fn err(&self, e: etcd_client::Error) -> Error {
-        self.core.error(e, "watch")
-    }
-
-    fn compacted(&self, message: String) -> Error {
-        Error::new(ErrorKind::Compacted, message)
-            .with_backend(NAME)
-            .with_operation("watch")
-            .with_key(self.layout.nodes_prefix())
-    }
-
-    async fn open_watch(&self, after: Revision) -> Result<WatchStream> {
-        let start = after.0.saturating_add(1).min(i64::MAX as u64) as i64;
-        let prefix = self.layout.nodes_prefix();
-        self.core
-            .call("watch", |c| {
-                let opts = WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(start)
-                    .with_progress_notify()
-                    .with_prev_key();
-                let mut w = c.watch_client().max_decoding_message_size(MAX_MESSAGE);
-                async move { w.watch(prefix, Some(opts)).await }
-            })
-            .await
-            .map_err(|e| e.with_key(prefix))
-    }
-
-    /// The next batch (or progress notice) of the watch; `None` when the stream ended.
-    async fn next_batch(
-        &self,
-        ws: &mut WatchStream,
-        after: Revision,
-    ) -> Option<Result<WatchBatch>> {
-        let resp = match ws.message().await {
-            Ok(Some(r)) => r,
-            Ok(None) => return None,
-            Err(e) => return Some(Err(self.err(e))),
-        };
-        if resp.compact_revision() > 0 {
-            return Some(Err(self.compacted(format!(
-                    "etcd compacted its history up to revision {}; the watch asked for revisions after {}",
-                    resp.compact_revision(),
-                    after.0
-                ))));
-        }
-        let revision = resp.header().map_or(0, |h| h.revision()).max(0) as u64;
-        if resp.canceled() {
-            let reason = resp.cancel_reason().to_string();
-            let e = if reason.contains("permission denied") {
-                Error::new(
-                    ErrorKind::PermissionDenied,
-                    format!("etcd cancelled the watch: {reason}"),
-                )
-            } else {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!("etcd cancelled the watch: {reason}"),
-                )
-            };
-            return Some(Err(e.with_backend(NAME).with_operation("watch")));
-        }
-        if resp.created() {
-            if revision < after.0 {
-                return Some(Err(self.compacted(format!(
-                        "etcd's revision {revision} is behind the watch's {}: etcd was wiped or replaced",
-                        after.0
-                    ))));
-            }
-            // The watch is established: say so at once, claiming no progress beyond
-            // `after` (events between `after` and the header's revision may follow).
-            return Some(Ok(WatchBatch {
-                revision: after,
-                changes: Vec::new(),
-            }));
-        }
-        Some(Ok(self.batch(&resp, revision)))
-    }
-
-    fn batch(&self, resp: &WatchResponse, header_revision: u64) -> WatchBatch {
-        let mut changes = Vec::with_capacity(resp.events().len());
-        let mut revision = header_revision;
-        if let Some(last) = resp.events().last().and_then(|e| e.kv()) {
-            revision = last.mod_revision().max(0) as u64;
-        }
-        for ev in resp.events() {
-            let Some(kv) = ev.kv() else { continue };
-            // `Event::event_type` panics on a type it does not know: read the raw one.
-            match EventType::try_from(ev.0.r#type) {
-                Ok(EventType::Put) => match self.layout.member(
-                    kv.key(),
-                    kv.value(),
-                    kv.lease() as u64,
-                    kv.create_revision(),
-                ) {
-                    Ok(m) => changes.push(Change::Put(m)),
-                    Err(why) => {
-                        self.garbage.skip(NAME, kv.key(), &why);
-                        // A node's key overwritten with garbage registers that node no
-                        // more, as a snapshot would say: without this, nodes that saw the
-                        // overwrite keep the member and nodes that start later do not.
-                        if let Ok(node) = self.layout.node_of(kv.key()) {
-                            changes.push(Change::Delete {
-                                node,
-                                incarnation: None,
-                            });
-                        }
-                    }
-                },
-                Ok(EventType::Delete) => {
-                    // A deleted garbage key was counted when it was written.
-                    if let Ok(node) = self.layout.node_of(kv.key()) {
-                        let incarnation = ev.prev_kv().map(|p| Incarnation(p.lease() as u64));
-                        changes.push(Change::Delete { node, incarnation });
-                    }
-                }
-                Err(_) => self
-                    .garbage
-                    .skip(NAME, kv.key(), "a watch event of an unknown type"),
-            }
-        }
-        WatchBatch {
-            revision: Revision(revision),
-            changes,
-        }
     }
 }
 
