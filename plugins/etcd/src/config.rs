@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use autocluster_plugin::{Result, Section};
+use autocluster_plugin::{Capabilities, Registrations, Result, Section, ViewMode};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -200,6 +200,21 @@ impl EtcdConfig {
             password,
             lock_timeout,
         })
+    }
+
+    /// What the backend offers, v3 and v2 alike: a push view, registrations on a server
+    /// lease of `node_ttl` (v2: a key TTL), kept alive every third of it, and the lock.
+    pub(crate) fn capabilities(&self) -> Capabilities {
+        let ttl = self.node_ttl;
+        Capabilities {
+            view: ViewMode::Push,
+            registration: Registrations::ServerLease,
+            ttl,
+            // A third of the TTL leaves two more tries before the lease runs out.
+            keep_alive_every: (ttl / 3).max(Duration::from_millis(100)),
+            lock: true,
+            candidates_only: false,
+        }
     }
 
     /// The servers, comma separated, for error contexts.

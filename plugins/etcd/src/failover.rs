@@ -11,8 +11,8 @@
 //! plugin contract does not hand to backends; the share is its default (5 s) divided by the
 //! number of endpoints, at least [`MIN_SHARE`]. The last endpoint of a round has no share of
 //! its own: the engine's bound ends it. A call the engine gives up on while an endpoint has it
-//! counts as that endpoint's failure too, so whatever `call_timeout` is, the next call starts
-//! on the next endpoint.
+//! (other than one that waits by design) counts as that endpoint's failure too, so whatever
+//! `call_timeout` is, the next call starts on the next endpoint.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -6,6 +6,10 @@
 //! key goes at once; a crashed node's key goes when its lease runs out. The cluster lock
 //! is etcd's Lock API on the node's lease.
 //!
+//! With several endpoints, a call goes to the one that answered last and moves on to the next
+//! within the same call when that one fails or does not answer within its share of the call
+//! time (both APIs share this failover).
+//!
 //! `api = v2` speaks the HTTP v2 API instead, with EMQX 4.x's key layout, for etcd 3.4/3.5
 //! started with `--enable-v2`.
 //!

@@ -20,8 +20,9 @@ use common::*;
 /// The engine's default `cluster.call_timeout`: the bound each call must finish within.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A call that goes straight to a healthy local etcd takes milliseconds; one that waited on
-/// a hanging endpoint first takes a per-endpoint share of the call timeout (at least 500 ms).
-const STRAIGHT: Duration = Duration::from_millis(400);
+/// a hanging endpoint first takes that endpoint's share of the call time (1.67 s with three
+/// endpoints, 2.5 s with two). The margin is for a loaded machine.
+const STRAIGHT: Duration = Duration::from_secs(1);
 
 const ME: &str = "emqx1@192.168.1.162";
 
@@ -73,7 +74,6 @@ async fn every_call_reaches_the_healthy_endpoint(
     let a = build(servers, ME, extra);
     let me = reg(ME);
     let (lease, took_register) = within_one_call("register", a.register(&me)).await;
-    eprintln!("{servers}: register took {took_register:?}");
     let (snap, took_snapshot) = within_one_call("snapshot", a.snapshot()).await;
     assert_eq!(snap.members.len(), 1, "{servers}");
     assert_eq!(snap.members[0].node, me.node);
@@ -130,7 +130,7 @@ async fn v3_refused_endpoint_before_a_healthy_one() {
     let took = every_call_reaches_the_healthy_endpoint(&etcd, &servers, &[]).await;
     eprintln!("v3: register through a refused endpoint took {took:?}");
     // A refusal is known at once: no share of the call time is spent waiting on it.
-    assert!(took < STRAIGHT + Duration::from_millis(600), "{took:?}");
+    assert!(took < STRAIGHT, "{took:?}");
 }
 
 #[tokio::test]
@@ -139,7 +139,7 @@ async fn v2_refused_endpoint_before_a_healthy_one() {
     let servers = format!("{},{}", refused_endpoint(), etcd.endpoint());
     let took = every_call_reaches_the_healthy_endpoint(&etcd, &servers, &[("api", "v2")]).await;
     eprintln!("v2: register through a refused endpoint took {took:?}");
-    assert!(took < STRAIGHT + Duration::from_millis(600), "{took:?}");
+    assert!(took < STRAIGHT, "{took:?}");
 }
 
 /// A lost lease is etcd's answer, not the endpoint's failure: the call returns it at once

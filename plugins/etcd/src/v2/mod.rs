@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use autocluster_plugin::{
     async_trait, BoxStream, Capabilities, Discovery, Lease, LockToken, NodeName, Registration,
-    Registrations, Result, Revision, Snapshot, ViewMode, WatchBatch,
+    Result, Revision, Snapshot, WatchBatch,
 };
 
 use self::client::Client;
@@ -77,15 +77,7 @@ impl Discovery for EtcdV2Backend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let ttl = self.inner.cfg().node_ttl;
-        Capabilities {
-            view: ViewMode::Push,
-            registration: Registrations::ServerLease,
-            ttl,
-            keep_alive_every: (ttl / 3).max(Duration::from_millis(100)),
-            lock: true,
-            candidates_only: false,
-        }
+        self.inner.cfg().capabilities()
     }
 
     async fn register(&self, reg: &Registration) -> Result<Lease> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use autocluster_plugin::{
     async_trait, BoxStream, Capabilities, Discovery, Error, ErrorKind, Lease, LockToken,
-    Registration, Registrations, Result, Revision, Snapshot, ViewMode, WatchBatch,
+    Registration, Result, Revision, Snapshot, WatchBatch,
 };
 use etcd_client::{GetOptions, LockOptions, PutOptions};
 use tokio::sync::Mutex;
@@ -100,16 +100,7 @@ impl Discovery for EtcdBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let ttl = self.cfg().node_ttl;
-        Capabilities {
-            view: ViewMode::Push,
-            registration: Registrations::ServerLease,
-            ttl,
-            // A third of the TTL leaves two more tries before the lease runs out.
-            keep_alive_every: (ttl / 3).max(Duration::from_millis(100)),
-            lock: true,
-            candidates_only: false,
-        }
+        self.cfg().capabilities()
     }
 
     async fn register(&self, reg: &Registration) -> Result<Lease> {
