@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /status` | the view and the health as one JSON object |
 //! | `GET /members` | the members, a JSON array |
-//! | `GET /events` | NDJSON, one event per line, as they happen |
+//! | `GET /events` | NDJSON: `{"event":"subscribed",...}` first, then one event per line |
 //! | `GET /health/live` | `200 ok` |
 //! | `GET /health/ready` | 200 when ready, else 503; the health JSON |
 //! | `GET /metrics` | Prometheus text format |
@@ -12,13 +12,14 @@
 use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
 
-use autocluster::Cluster;
+use autocluster::{Cluster, StatusReport};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
@@ -80,21 +81,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
 }
 
 async fn status(State(state): State<Arc<AdminState>>) -> Response {
-    state.with(|cluster| {
-        let view = cluster.view();
-        let members: Vec<_> = view.members().collect();
-        Json(json!({
-            "node": cluster.node(),
-            "backend": cluster.backend_name(),
-            "cluster": state.cluster_name,
-            "running_nodes": view.running_nodes(),
-            "stopped_nodes": view.stopped_nodes(),
-            "members": members,
-            "health": cluster.health(),
-            "revision": view.revision,
-            "stale": view.stale,
-        }))
-    })
+    state.with(|cluster| Json(StatusReport::new(cluster, &state.cluster_name)))
 }
 
 async fn members(State(state): State<Arc<AdminState>>) -> Response {
@@ -105,12 +92,19 @@ async fn members(State(state): State<Arc<AdminState>>) -> Response {
 }
 
 async fn events(State(state): State<Arc<AdminState>>) -> Response {
-    let mut rx = None;
-    let response = state.with(|cluster| rx = Some(cluster.events()));
-    let Some(rx) = rx else {
+    let mut subscription = None;
+    let response = state.with(|cluster| {
+        // Subscribed before the view is read: an event can be in both, none in neither.
+        let rx = cluster.events();
+        let view = cluster.view();
+        subscription = Some((rx, view.revision.0, view.len()));
+    });
+    let Some((rx, revision, members)) = subscription else {
         return response;
     };
-    let body = Body::from_stream(event_lines(rx, state.stopping.clone()));
+    let subscribed = json!({"event": "subscribed", "revision": revision, "members": members});
+    let first = futures::stream::once(async move { Ok(subscribed.to_string() + "\n") });
+    let body = Body::from_stream(first.chain(event_lines(rx, state.stopping.clone())));
     (
         [
             (header::CONTENT_TYPE, "application/x-ndjson"),
