@@ -165,3 +165,58 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A `manual` node's admin endpoint on a free loopback port.
+    async fn serve() -> (std::net::SocketAddr, watch::Sender<bool>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("node.conf");
+        let body = "node.name = emqx1@127.0.0.1\ncluster.discovery = manual\n";
+        std::fs::write(&conf, body).unwrap();
+        let settings = autocluster::Settings::load(&conf).unwrap();
+        let cluster = Cluster::start(&settings).await.unwrap();
+        assert!(cluster.ready(Duration::from_secs(10)).await, "never ready");
+        let (stop, stopping) = watch::channel(false);
+        let state = Arc::new(AdminState::new(cluster, "emqxcl".into(), stopping));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        (addr, stop, dir)
+    }
+
+    #[tokio::test]
+    async fn events_start_with_the_subscribed_line_and_end_when_the_agent_stops() {
+        let (addr, stop, _dir) = serve().await;
+        let mut events = crate::client::get(addr, "/events").await.unwrap();
+        assert_eq!(events.status, 200);
+        let first = tokio::time::timeout(Duration::from_secs(10), events.next_line())
+            .await
+            .expect("a first line at once, before any event")
+            .unwrap()
+            .expect("a first line");
+        let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+
+        let status = crate::client::get(addr, "/status").await.unwrap();
+        let report: StatusReport = serde_json::from_str(&status.text().await.unwrap()).unwrap();
+        assert_eq!(
+            first,
+            json!({"event": "subscribed", "revision": report.revision.0, "members": 1})
+        );
+        assert_eq!(
+            report.emqx_status_line(),
+            "Cluster status: [{running_nodes,['emqx1@127.0.0.1']}]"
+        );
+        assert_eq!(
+            (report.backend.as_str(), report.cluster.as_str()),
+            ("manual", "emqxcl")
+        );
+
+        stop.send_replace(true);
+        let end = tokio::time::timeout(Duration::from_secs(10), events.next_line()).await;
+        assert_eq!(end.expect("the stream ends").unwrap(), None);
+    }
+}

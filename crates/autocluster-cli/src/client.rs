@@ -13,8 +13,11 @@ use serde::de::DeserializeOwned;
 use crate::cli::AgentAddr;
 use crate::Failure;
 
-/// How long connecting may take, and then how long the response head may take.
-pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connecting may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the response head may take, from the request's start (the connection included).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The longest JSON answer read (`/status` of a cluster of thousands is a few MiB).
 pub const MAX_BODY: usize = 16 << 20;
@@ -75,14 +78,14 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<Response, ClientError> 
     let client = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
         .http1_only()
         .user_agent(concat!("autocluster/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ClientError::Protocol(format!("cannot make an HTTP client: {}", chain(&e))))?;
     let request = client.get(format!("http://{addr}{path}")).send();
-    // The connection is bounded by `connect_timeout`; what is left of this wait is the head's.
-    match tokio::time::timeout(2 * TIMEOUT, request).await {
+    // A connection takes at most `CONNECT_TIMEOUT`, so past `RESPONSE_TIMEOUT` one was made.
+    match tokio::time::timeout(RESPONSE_TIMEOUT, request).await {
         Ok(Ok(body)) => Ok(Response {
             status: body.status().as_u16(),
             body,
@@ -90,12 +93,12 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<Response, ClientError> 
             scanned: 0,
         }),
         Ok(Err(e)) if e.is_connect() && e.is_timeout() => Err(ClientError::NoAgent(format!(
-            "no answer within {TIMEOUT:?}"
+            "no answer within {CONNECT_TIMEOUT:?}"
         ))),
         Ok(Err(e)) if e.is_connect() => Err(ClientError::NoAgent(root_cause(&e))),
         Ok(Err(e)) => Err(ClientError::Protocol(format!("{addr}: {}", chain(&e)))),
         Err(_) => Err(ClientError::Protocol(format!(
-            "{addr} accepted the connection but sent no response within {TIMEOUT:?}"
+            "{addr} accepted the connection but sent no response within {RESPONSE_TIMEOUT:?}"
         ))),
     }
 }

@@ -186,12 +186,13 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("a@h   running             ff           1970-01-01 00:00:00Z  0.1.0"),
+            text.contains("a@h   running              ff           1970-01-01 00:00:00Z  0.1.0    127.0.0.1:4370\n"),
             "{text}"
         );
-        assert!(text.contains("127.0.0.1:4370"), "{text}");
         assert!(
-            text.contains("b@h   stopped (vanishing)  -            1970-01-01 00:00:00Z  -"),
+            text.contains(
+                "b@h   stopped (vanishing)  -            1970-01-01 00:00:00Z  -        -\n"
+            ),
             "{text}"
         );
         assert!(text.contains("node:        a@h (cluster emqxcl)"), "{text}");
