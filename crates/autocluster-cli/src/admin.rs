@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
@@ -102,8 +103,13 @@ async fn events(State(state): State<Arc<AdminState>>) -> Response {
     let Some((rx, revision, members)) = subscription else {
         return response;
     };
-    let subscribed = json!({"event": "subscribed", "revision": revision, "members": members});
-    let first = futures::stream::once(async move { Ok(subscribed.to_string() + "\n") });
+    let subscribed = Subscribed {
+        event: "subscribed",
+        revision,
+        members,
+    };
+    let line = serde_json::to_string(&subscribed).unwrap_or_default() + "\n";
+    let first = futures::stream::once(async move { Ok(line) });
     let body = Body::from_stream(first.chain(event_lines(rx, state.stopping.clone())));
     (
         [
@@ -113,6 +119,16 @@ async fn events(State(state): State<Arc<AdminState>>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The first line of `/events`: the subscription is in place, every later event follows.
+#[derive(Serialize)]
+struct Subscribed {
+    event: &'static str,
+    /// The view's revision just after subscribing.
+    revision: u64,
+    /// How many members that view has.
+    members: usize,
 }
 
 /// The events of `rx` as NDJSON lines, until the engine stops or the agent does. A
