@@ -100,6 +100,18 @@ fn lease_of(etcd: &EtcdServer, key: &str) -> Option<u64> {
     json["kvs"].as_array()?.first()?["lease"].as_u64()
 }
 
+/// Waits until node 1's agent is ready, its key is the only one in etcd, and
+/// `autocluster status` shows it running alone.
+fn wait_alone(etcd: &EtcdServer, a1: &Agent) {
+    a1.wait_ready();
+    wait_for(
+        "node 1's key",
+        || (keys(etcd) == [key(N1)]).then_some(()),
+        || a1.log(),
+    );
+    a1.wait_status_line(&emqx_line(&[N1]));
+}
+
 // ---------------------------------------------------------------------------------------
 // 1. The walk-through, on etcd 3.4 and (where installed) 3.5.
 // ---------------------------------------------------------------------------------------
@@ -145,13 +157,7 @@ fn walk_through(bin: &EtcdBinary) {
 
     // Node 1 alone.
     let mut a1 = Agent::start(&conf1);
-    a1.wait_ready();
-    wait_for(
-        "node 1's key",
-        || (keys(&etcd) == [key(N1)]).then_some(()),
-        || a1.log(),
-    );
-    a1.wait_status_line(&emqx_line(&[N1]));
+    wait_alone(&etcd, &a1);
     assert_eq!(
         a1.status_line(),
         format!("Cluster status: [{{running_nodes,['{N1}']}}]")
@@ -298,7 +304,7 @@ fn a_revoked_lease_or_a_deleted_key_is_written_again() {
     let new = wait_for(
         "node 1's key back on a new lease",
         || lease_of(&etcd, &key(N1)).filter(|l| *l != old),
-        &logs,
+        logs,
     );
     println!(
         "lease revoke: node 1's key back on a new lease after {}",
@@ -324,7 +330,7 @@ fn a_revoked_lease_or_a_deleted_key_is_written_again() {
     wait_for(
         "node 2 to see node 1's new lease",
         || (a2.incarnation_of(N1)? == new).then_some(()),
-        &logs,
+        logs,
     );
     a2.wait_status_line(&both);
     a1.wait_ready();
@@ -337,7 +343,7 @@ fn a_revoked_lease_or_a_deleted_key_is_written_again() {
     wait_for(
         "node 1's key back after etcdctl del",
         || (lease_of(&etcd, &key(N1))? == new).then_some(()),
-        &logs,
+        logs,
     );
     println!(
         "etcdctl del: node 1's key back after {}",
@@ -506,13 +512,7 @@ fn tls_with_client_certificates() {
     // The right CA: registered and ready.
     let good = tls_lines(&certs.ca_cert, &certs.client_cert, &certs.client_key);
     let mut a1 = Agent::start(&write_conf(dir.path(), "node1", N1, &server, &good));
-    a1.wait_ready();
-    wait_for(
-        "node 1's key",
-        || (keys(&etcd) == [key(N1)]).then_some(()),
-        || a1.log(),
-    );
-    a1.wait_status_line(&emqx_line(&[N1]));
+    wait_alone(&etcd, &a1);
 
     // A CA that did not sign etcd's certificate: running, never ready, and a TLS error
     // naming the endpoint on stderr.
