@@ -56,11 +56,11 @@ case "$version" in
 esac
 
 # IPv6 on loopback (the DNS AAAA test probes a node on [::1]).
-if ! ip -6 addr show dev lo 2>/dev/null | grep -q 'inet6 ::1/128'; then
+if ! ip -6 addr show dev lo 2>/dev/null | grep 'inet6 ::1/128' >/dev/null; then
   echo "tools/test.sh: enabling IPv6 on loopback" >&2
   echo 0 2>/dev/null >/proc/sys/net/ipv6/conf/lo/disable_ipv6 ||
     fail "IPv6 is off on loopback and cannot be turned on (as root: sysctl -w net.ipv6.conf.lo.disable_ipv6=0)"
-  ip -6 addr show dev lo | grep -q 'inet6 ::1/128' || fail "loopback has no ::1 address"
+  ip -6 addr show dev lo | grep 'inet6 ::1/128' >/dev/null || fail "loopback has no ::1 address"
 fi
 
 # Network namespaces (the multicast backend's two-host tests): root and iproute2.
