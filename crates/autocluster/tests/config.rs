@@ -549,8 +549,11 @@ mod never_panics {
         #[test]
         fn conf_parser_and_loader(lines in proptest::collection::vec(line(), 0..20)) {
             let text = lines.join("\n");
-            let _ = autocluster::config::parse_conf(&text);
-            let _ = Settings::from_str(&text, FileFormat::Conf, "fuzz.conf");
+            if let Err(e) = Settings::from_str(&text, FileFormat::Conf, "fuzz.conf") {
+                for p in e.problems() {
+                    prop_assert!(p.starts_with("fuzz.conf:"), "not located: {}", p);
+                }
+            }
         }
 
         #[test]
