@@ -564,3 +564,39 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn a_key_with_brackets_is_refused_not_an_abort() {
+    // The `config` crate reads `a[9999999999999]` as an index into a list it then allocates:
+    // these twenty bytes aborted the process.
+    assert_eq!(
+        refused("node.name = n@h\na[9999999999999] = 1\n"),
+        "node.conf:2: expected key = value, found \"a[9999999999999]\" as the key (a key has no spaces, '#', quotes or brackets)"
+    );
+    for (text, format, want) in [
+        (
+            "\"a[9999999999999]\" = 1\n",
+            FileFormat::Toml,
+            "node.toml:1: malformed key \"a[9999999999999]\": a key has no brackets",
+        ),
+        (
+            "a[9999999999999]: 1\n",
+            FileFormat::Yaml,
+            "node.yaml:1: malformed key \"a[9999999999999]\": a key has no brackets",
+        ),
+    ] {
+        let name = if format == FileFormat::Toml {
+            "node.toml"
+        } else {
+            "node.yaml"
+        };
+        let e = Settings::from_str(text, format, name).unwrap_err();
+        assert_eq!(e.to_string(), want);
+    }
+    // A variable with brackets names no key: not an override, not an abort.
+    let env = [(
+        "AUTOCLUSTER_NODE__A[9999999999999]".to_string(),
+        "1".to_string(),
+    )];
+    assert!(Settings::load_with_env(fixture("seed.conf"), env).is_ok());
+}

@@ -77,10 +77,10 @@ fn parse_line(line: &str) -> Result<(String, String), String> {
     }
     if key
         .chars()
-        .any(|c| c.is_whitespace() || c == '#' || c == '"')
+        .any(|c| c.is_whitespace() || matches!(c, '#' | '"' | '[' | ']'))
     {
         return Err(format!(
-            "expected key = value, found {key:?} as the key (a key has no spaces, '#' or quotes)"
+            "expected key = value, found {key:?} as the key (a key has no spaces, '#', quotes or brackets)"
         ));
     }
     if key.split('.').any(str::is_empty) {
@@ -177,6 +177,9 @@ mod tests {
             .contains("expected key = value"));
         assert!(one("= 1").unwrap_err().contains("no key"));
         assert!(one("a b = 1").unwrap_err().contains("no spaces"));
+        assert!(one("a[9999999999999] = 1")
+            .unwrap_err()
+            .contains("or brackets"));
         assert!(one("a..b = 1").unwrap_err().contains("malformed key"));
         assert!(one("a = \"open").unwrap_err().contains("never closed"));
         assert!(one("a = \"x\" y")

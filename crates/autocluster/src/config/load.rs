@@ -106,12 +106,13 @@ pub(crate) fn load_text(
 }
 
 /// The key an environment variable sets (`AUTOCLUSTER_CLUSTER__ETCD__PREFIX` ->
-/// `cluster.etcd.prefix`), as the `config` crate's `Environment` computes it.
+/// `cluster.etcd.prefix`), as the `config` crate's `Environment` computes it; `None` for a
+/// variable that names no key (another prefix, too deep, or with brackets).
 pub fn env_key(var: &str) -> Option<String> {
     let lower = var.to_lowercase();
     let rest = lower.strip_prefix(&format!("{}_", ENV_PREFIX.to_lowercase()))?;
     let key = rest.replace("__", ".");
-    (key.split('.').count() <= tree::MAX_DEPTH).then_some(key)
+    (key.split('.').count() <= tree::MAX_DEPTH && tree::refuse(&key).is_none()).then_some(key)
 }
 
 /// The environment variable that overrides `key`: `cluster.etcd.prefix` ->
@@ -149,6 +150,7 @@ mod tests {
             Some("cluster.etcd.node_ttl")
         );
         assert_eq!(env_key("PATH"), None);
+        assert_eq!(env_key("AUTOCLUSTER_X__A[9999999999999]"), None);
         assert_eq!(
             env_var("node.admin_listen"),
             "AUTOCLUSTER_NODE__ADMIN_LISTEN"

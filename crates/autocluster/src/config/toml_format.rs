@@ -56,6 +56,9 @@ impl Reader<'_> {
             if depth > tree::MAX_DEPTH {
                 return Err(too_deep(self.name, line));
             }
+            if let Some(why) = tree::refuse(&full) {
+                return Err(format!("{}:{line}: {why}", self.name));
+            }
             match value.into_inner() {
                 DeValue::Table(t) => self.table(&full, t)?,
                 v => {
@@ -121,6 +124,10 @@ mod tests {
     fn errors_are_located() {
         let e = parse("[node]\nname = \n", "n.toml").unwrap_err();
         assert!(e.starts_with("n.toml:2: invalid TOML: "), "{e}");
+        assert_eq!(
+            parse("[x]\n\"a[9999999999999]\" = 1\n", "n.toml").unwrap_err(),
+            "n.toml:2: malformed key \"x.a[9999999999999]\": a key has no brackets"
+        );
         let deep = format!("a = {}1{}", "[".repeat(40), "]".repeat(40));
         assert_eq!(
             parse(&deep, "n.toml").unwrap_err(),

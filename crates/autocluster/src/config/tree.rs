@@ -31,6 +31,13 @@ pub fn join(prefix: &str, key: &str) -> String {
     out
 }
 
+/// Why `key` cannot be a key, if it cannot: a bracket would reach the `config` crate's path
+/// syntax, which reads `a[9999999999999]` as an index into a list of that length.
+pub fn refuse(key: &str) -> Option<String> {
+    key.contains(['[', ']'])
+        .then(|| format!("malformed key {key:?}: a key has no brackets"))
+}
+
 /// The number of parts of a key made by [`join`].
 pub fn depth(key: &str) -> usize {
     if key.is_empty() {

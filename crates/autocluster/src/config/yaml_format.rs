@@ -16,13 +16,13 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Entry>, String> {
         name,
         stack: Vec::new(),
         entries: Vec::new(),
-        too_deep: None,
+        failed: None,
     };
     Parser::new_from_str(text)
         .load(&mut reader, false)
         .map_err(|e| format!("{name}:{}: invalid YAML: {}", e.marker().line(), e.info()))?;
-    match reader.too_deep {
-        Some(line) => Err(too_deep(name, line)),
+    match reader.failed {
+        Some(why) => Err(why),
         None => Ok(reader.entries),
     }
 }
@@ -62,9 +62,9 @@ struct Reader<'a> {
     name: &'a str,
     stack: Vec<Frame>,
     entries: Vec<Entry>,
-    /// The line where the input first went deeper than [`tree::MAX_DEPTH`]; what follows is
-    /// ignored.
-    too_deep: Option<usize>,
+    /// The first key refused, or where the input first went deeper than
+    /// [`tree::MAX_DEPTH`]: what follows is ignored.
+    failed: Option<String>,
 }
 
 impl Reader<'_> {
@@ -82,10 +82,13 @@ impl Reader<'_> {
                 Next::Key if *keep => {
                     // A key counts at least one level, even an empty one.
                     let d = *depth + tree::depth(&tree::join("", &text)).max(1);
+                    let key = tree::join(path, &text);
                     if d > tree::MAX_DEPTH {
-                        self.too_deep = Some(line);
+                        self.failed = Some(too_deep(self.name, line));
+                    } else if let Some(why) = tree::refuse(&key) {
+                        self.failed = Some(format!("{}:{line}: {why}", self.name));
                     }
-                    *next = Next::Value(tree::join(path, &text), line, d);
+                    *next = Next::Value(key, line, d);
                 }
                 Next::Key => *next = Next::Dropped,
                 Next::Value(key, line, _) => {
@@ -121,7 +124,7 @@ impl Reader<'_> {
         // A sequence is one level deeper than its key.
         let depth = if map { depth } else { depth + 1 };
         if depth > tree::MAX_DEPTH {
-            self.too_deep = Some(line);
+            self.failed = Some(too_deep(self.name, line));
             return;
         }
         self.stack.push(match map {
@@ -165,7 +168,7 @@ impl Reader<'_> {
 
 impl MarkedEventReceiver for Reader<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        if self.too_deep.is_some() {
+        if self.failed.is_some() {
             return;
         }
         match ev {
@@ -220,6 +223,10 @@ mod tests {
     fn errors_are_located_and_garbage_is_no_panic() {
         let e = parse("node:\n  name: [a\n", "n.yaml").unwrap_err();
         assert!(e.starts_with("n.yaml:"), "{e}");
+        assert_eq!(
+            parse("x:\n  a[9999999999999]: 1\n", "n.yaml").unwrap_err(),
+            "n.yaml:2: malformed key \"x.a[9999999999999]\": a key has no brackets"
+        );
         let deep = format!("a: {}1{}", "[".repeat(40), "]".repeat(40));
         assert_eq!(
             parse(&deep, "n.yaml").unwrap_err(),
