@@ -556,6 +556,19 @@ mod never_panics {
             }
         }
 
+        /// Long sums of large terms, as `18446744073709551s` x 1,001 was: bounded, located.
+        #[test]
+        fn durations_of_any_size(
+            terms in proptest::collection::vec((any::<u64>(), "ms|s|m|h|d"), 1..4),
+            times in 1usize..1200,
+        ) {
+            let value = terms.iter().map(|(n, unit)| format!("{n}{unit}")).collect::<String>();
+            let text = format!("node.name = n@h\ncluster.grace = {}\n", value.repeat(times));
+            if let Err(e) = Settings::from_str(&text, FileFormat::Conf, "fuzz.conf") {
+                prop_assert!(e.to_string().starts_with("fuzz.conf:2: cluster.grace = "), "{}", e);
+            }
+        }
+
         #[test]
         fn any_text_in_any_format(text in any::<String>()) {
             for f in [FileFormat::Conf, FileFormat::Toml, FileFormat::Yaml] {
@@ -599,4 +612,34 @@ fn a_key_with_brackets_is_refused_not_an_abort() {
         "1".to_string(),
     )];
     assert!(Settings::load_with_env(fixture("seed.conf"), env).is_ok());
+}
+
+#[test]
+fn a_huge_duration_is_a_located_error_not_a_crash() {
+    // 1,001 terms of 18446744073709551s overflowed the sum: a panic in `check` and at start.
+    let huge = "18446744073709551s".repeat(1001);
+    let shown = format!("{}...", &huge[..60]);
+    assert_eq!(
+        refused(&format!(
+            "node.name = n@h\ncluster.etcd.node_ttl = {huge}\n"
+        )),
+        format!(
+            "node.conf:2: cluster.etcd.node_ttl = {shown}: expected a duration of at most 365d"
+        )
+    );
+    let env = [("AUTOCLUSTER_CLUSTER__GRACE".to_string(), huge.clone())];
+    let e = Settings::load_with_env(fixture("seed.conf"), env).unwrap_err();
+    assert_eq!(
+        e.problems(),
+        [format!(
+            "environment variable AUTOCLUSTER_CLUSTER__GRACE: cluster.grace = {shown}: expected a duration of at most 365d"
+        )]
+    );
+    // The bound is a whole year, and every duration key has it.
+    let s = conf("node.name = n@h\ncluster.grace = 365d\n").unwrap();
+    assert_eq!(s.grace, Some(Duration::from_secs(365 * 86_400)));
+    assert_eq!(
+        refused("node.name = n@h\ncluster.mcast.heartbeat = 366d\n"),
+        "node.conf:2: cluster.mcast.heartbeat = 366d: expected a duration of at most 365d"
+    );
 }
