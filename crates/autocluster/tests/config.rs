@@ -643,3 +643,68 @@ fn a_huge_duration_is_a_located_error_not_a_crash() {
         "node.conf:2: cluster.mcast.heartbeat = 366d: expected a duration of at most 365d"
     );
 }
+
+#[test]
+fn an_empty_cookie_is_a_located_error() {
+    // It used to count as unset: the node ran on the public default cookie without a word.
+    assert_eq!(
+        refused("node.name = n@h\nnode.cookie =\n"),
+        "node.conf:2: node.cookie: empty; expected a secret shared by every node of the cluster"
+    );
+    assert_eq!(
+        refused("node.name = n@h\nnode.cookie = \"\"   # templated, and the template was empty\n"),
+        "node.conf:2: node.cookie: empty; expected a secret shared by every node of the cluster"
+    );
+    let env = [("AUTOCLUSTER_NODE__COOKIE".to_string(), String::new())];
+    let e = Settings::load_with_env(fixture("seed.conf"), env).unwrap_err();
+    assert_eq!(
+        e.problems(),
+        ["environment variable AUTOCLUSTER_NODE__COOKIE: node.cookie: empty; expected a secret shared by every node of the cluster"]
+    );
+}
+
+#[test]
+fn a_misspelt_cookie_warns_with_the_right_key_and_leaves_the_default() {
+    let s = conf(
+        "node.name = n@h\nnode.cokie = s3cret\ncluster.discovery = static\n\
+         cluster.static.seeds = n@h\n",
+    )
+    .unwrap();
+    assert_eq!(
+        s.warnings,
+        ["node.conf:2: node.cokie is not an autocluster key, left to the application; did you mean node.cookie?"]
+    );
+    assert!(s.cookie_is_default());
+    assert_eq!(
+        s.cookie_warning().as_deref(),
+        Some(
+            "node.cookie is not set, so it is the public default, and cluster.discovery = static \
+             authenticates peers with it: anyone who can reach this node can pass for a member; \
+             set node.cookie to a secret shared by every node of the cluster"
+        )
+    );
+}
+
+#[test]
+fn the_default_cookie_is_known_and_warned_about_where_it_authenticates() {
+    let with = |extra: &str| conf(&format!("node.name = n@h\n{extra}")).unwrap();
+    // Written out, the default is still the default, and the warning names its line.
+    let s = with("node.cookie = emqxsecretcookie\ncluster.discovery = mcast\n");
+    assert!(s.cookie_is_default());
+    let w = s.cookie_warning().unwrap();
+    assert!(
+        w.starts_with(
+            "node.conf:2: node.cookie is the public default, and cluster.discovery = mcast"
+        ),
+        "{w}"
+    );
+    assert!(!w.contains("emqxsecretcookie"), "{w}");
+    let s = with("cluster.discovery = dns\ncluster.dns.name = emqx.test\n");
+    assert!(s.cookie_warning().is_some());
+    // etcd and manual do not authenticate peers with the cookie; a real cookie is no default.
+    let s = with("cluster.discovery = etcd\ncluster.etcd.server = http://127.0.0.1:2379\n");
+    assert!(s.cookie_is_default() && s.cookie_warning().is_none());
+    assert!(with("").cookie_warning().is_none());
+    let s = with("node.cookie = s3cret\ncluster.discovery = mcast\n");
+    assert!(!s.cookie_is_default() && s.cookie_warning().is_none());
+}

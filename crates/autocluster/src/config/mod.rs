@@ -31,6 +31,7 @@ use std::path::Path;
 
 mod conf_format;
 mod error;
+mod keys;
 mod load;
 mod render;
 mod schema;

@@ -10,7 +10,7 @@ use autocluster_plugin::{parse_duration, BackendContext, NodeName, Origin, Secti
 
 use super::error::{ConfigError, Ordered};
 use super::load::{self, Loaded};
-use super::schema::{self, known_keys, DefaultValue};
+use super::schema::{self, known_keys, DefaultValue, COOKIE_BACKENDS};
 use super::{suggest, validate, FileFormat};
 
 /// A node's configuration: the file, environment overrides over it, defaults filled in, all
@@ -150,6 +150,36 @@ impl Settings {
             cookie: self.cookie.clone(),
             section: self.section(&format!("cluster.{}", self.discovery)),
         }
+    }
+
+    /// Whether `node.cookie` is the well-known default (`emqxsecretcookie`, published with
+    /// EMQX): unset, or set to it. Anyone can know it, so it authenticates no one.
+    pub fn cookie_is_default(&self) -> bool {
+        matches!(
+            schema::lookup("node.cookie").map(|s| s.default),
+            Some(DefaultValue::Value(default)) if default == self.cookie
+        )
+    }
+
+    /// A warning when `cluster.discovery` names a backend that authenticates peers with the
+    /// cookie (the probe of `static` and `dns`, `mcast` announcements) and the cookie is the
+    /// default one ([`cookie_is_default`](Self::cookie_is_default)); `None` otherwise. Never
+    /// shows the cookie.
+    pub fn cookie_warning(&self) -> Option<String> {
+        if !self.cookie_is_default() || !COOKIE_BACKENDS.contains(&self.discovery.as_str()) {
+            return None;
+        }
+        let what = match self.values.get("node.cookie").map(|s| &s.origin) {
+            None | Some(Origin::Default) => "node.cookie is not set, so it is".to_string(),
+            Some(o @ Origin::Program) => format!("node.cookie ({o}) is"),
+            Some(o) => format!("{o}: node.cookie is"),
+        };
+        Some(format!(
+            "{what} the public default, and cluster.discovery = {} authenticates peers with it: \
+             anyone who can reach this node can pass for a member; set node.cookie to a secret \
+             shared by every node of the cluster",
+            self.discovery
+        ))
     }
 
     /// The setting for a full key (`cluster.etcd.node_ttl`), set or defaulted.
