@@ -44,25 +44,10 @@ pub(crate) fn load_text(
     };
     let file = FileSource::new(entries);
 
-    let mut env_map = config::Map::new();
-    let mut vars = HashMap::new();
-    for (var, value) in env {
-        // Every key of ours has a section and a name (`node.name`); a variable without the
-        // `__` separator (`AUTOCLUSTER_NODE`, set for hooks, or a CLI's `AUTOCLUSTER_LOG`)
-        // names no key and is no override.
-        if let Some(key) = env_key(var).filter(|k| k.contains('.')) {
-            vars.insert(key, var.clone());
-            env_map.insert(var.clone(), value.clone());
-        }
-    }
+    let (environment, vars) = environment(env);
     let root = config::Config::builder()
         .add_source(file.clone())
-        .add_source(
-            Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("_")
-                .separator("__")
-                .source(Some(env_map)),
-        )
+        .add_source(environment)
         .build()
         .and_then(|c| c.collect())
         .map_err(|e| ConfigError::one(format!("{name}: {e}")))?;
@@ -103,6 +88,26 @@ pub(crate) fn load_text(
         problems,
         warnings,
     })
+}
+
+/// The `config` source of the variables that name a key, and those keys' variables.
+fn environment(env: &[(String, String)]) -> (Environment, HashMap<String, String>) {
+    let mut env_map = config::Map::new();
+    let mut vars = HashMap::new();
+    for (var, value) in env {
+        // Every key of ours has a section and a name (`node.name`); a variable without the
+        // `__` separator (`AUTOCLUSTER_NODE`, set for hooks, or a CLI's `AUTOCLUSTER_LOG`)
+        // names no key and is no override.
+        if let Some(key) = env_key(var).filter(|k| k.contains('.')) {
+            vars.insert(key, var.clone());
+            env_map.insert(var.clone(), value.clone());
+        }
+    }
+    let source = Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("_")
+        .separator("__")
+        .source(Some(env_map));
+    (source, vars)
 }
 
 /// The key an environment variable sets (`AUTOCLUSTER_CLUSTER__ETCD__PREFIX` ->

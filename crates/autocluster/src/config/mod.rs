@@ -34,6 +34,7 @@ mod error;
 mod keys;
 mod load;
 mod render;
+mod resolve;
 mod schema;
 mod settings;
 mod source;
