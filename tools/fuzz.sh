@@ -15,6 +15,9 @@
 # A crash input is moved to the target's regression directory, which `cargo test` replays:
 #   mcast_packet  plugins/mcast/tests/regressions/
 #   config_conf   crates/autocluster/tests/regressions/conf/ (crates/autocluster/tests/conf_regressions.rs)
+# The regression directories are corpus directories too: every kept input seeds the next run.
+# config_conf also gets fuzz/config_conf.dict (keys, units, the largest numbers) and inputs of
+# up to 32 KiB, room for a long value such as 1,001 terms of a duration.
 set -eu
 secs="${1:-60}"
 if [ $# -gt 0 ]; then shift; fi
@@ -44,13 +47,15 @@ for target in $targets; do
             ext=".bin"
             max_len=9000
             seeds=""
+            dict=""
             ;;
         config_conf)
             regressions="$root/crates/autocluster/tests/regressions/conf"
             ext=".conf"
-            max_len=4096
+            max_len=32768
             # Start from real files: the examples and the loader's own test fixtures.
             seeds="$root/examples/conf $root/crates/autocluster/tests/fixtures"
+            dict="-dict=$root/fuzz/config_conf.dict"
             ;;
         *)
             echo "fuzz.sh: unknown target $target (mcast_packet, config_conf)" >&2
@@ -65,7 +70,7 @@ for target in $targets; do
     done
     echo "fuzz.sh: $target for ${secs}s" >&2
     cargo $toolchain fuzz run "$target" "corpus/$target" "$regressions" \
-        -- -max_total_time="$secs" -max_len="$max_len" || status=$?
+        -- -max_total_time="$secs" -max_len="$max_len" ${dict:+"$dict"} || status=$?
     for f in "artifacts/$target"/crash-* "artifacts/$target"/oom-* "artifacts/$target"/timeout-*; do
         [ -e "$f" ] || continue
         mv "$f" "$regressions/$(basename "$f")$ext"

@@ -1,5 +1,6 @@
 //! `autocluster check -c FILE`: load, validate, and print the resolved configuration.
 
+use std::io::Write;
 use std::path::Path;
 
 use autocluster::dispatch::{build_backend, compiled_backends, is_compiled_in};
@@ -13,10 +14,16 @@ use crate::{print_out, Failure};
 /// configuration problem.
 ///
 /// The keys with no effect here and the warnings are printed once, at the end of the
-/// settings (`Settings::render` lists them), not repeated on stderr.
+/// settings (`Settings::render` lists them), not repeated on stderr. A backend that
+/// authenticates peers with the cookie running on the public default one is warned about on
+/// stderr.
 pub fn run(args: &CheckArgs) -> Result<(), Failure> {
     let settings = load(&args.config)?;
     print_out(&settings.render())?;
+    if let Some(warning) = settings.cookie_warning() {
+        // A closed stderr loses the line; it does not fail the check.
+        let _ = writeln!(std::io::stderr(), "warning: {warning}");
+    }
     let backend = settings.discovery.as_str();
     // Building needs no network; a backend left out of this build fails here too, naming
     // the cargo feature it needs. In `check`, any failure here is the configuration's.

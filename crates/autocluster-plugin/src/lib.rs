@@ -23,7 +23,9 @@ pub use backend::{
 pub use error::{Context, Error, ErrorKind, Result};
 pub use member::{Change, Incarnation, Member, Metadata, Revision, Snapshot, WatchBatch};
 pub use node::NodeName;
-pub use settings::{parse_bool, parse_duration, parse_list, Origin, Section, Setting};
+pub use settings::{
+    parse_bool, parse_duration, parse_list, Origin, Section, Setting, MAX_DURATION,
+};
 
 /// A boxed, sendable stream, as returned by [`Discovery::watch`].
 pub type BoxStream<T> = futures::stream::BoxStream<'static, T>;

@@ -131,12 +131,18 @@ impl Section {
 
     /// A configuration error about `key`, located at its origin:
     /// `node.conf:4: cluster.etcd.node_ttl = 1x: expected a duration such as 500ms, 30s, 1m or 2h`.
+    /// A value longer than 60 characters is shown cut, ending in `...`.
     pub fn error(&self, key: &str, message: impl fmt::Display) -> Error {
+        const SHOWN: usize = 60;
         let full = self.full_key(key);
         let text = match self.entries.get(key) {
             Some(s) if s.secret => format!("{}: {full}: {message}", s.origin),
             Some(s) if s.origin != Origin::Default => {
-                format!("{}: {full} = {}: {message}", s.origin, s.raw)
+                let mut raw: String = s.raw.chars().take(SHOWN).collect();
+                if raw.len() < s.raw.len() {
+                    raw.push_str("...");
+                }
+                format!("{}: {full} = {raw}: {message}", s.origin)
             }
             _ => format!("{full}: {message}"),
         };
@@ -191,16 +197,27 @@ impl Section {
     }
 }
 
+/// The longest duration any setting accepts: 365 days (`365d`). Longer values are refused
+/// where they are read, so no timer, deadline or TTL computed from a setting can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 /// Parses a duration: a number and a unit, `ms`, `s`, `m`, `h` or `d` (`500ms`, `30s`, `1m`,
 /// `2h`); several may follow each other (`1m30s`). A bare number is refused: the unit is part
-/// of the value.
+/// of the value. So is anything longer than [`MAX_DURATION`], however it is written.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     const EXPECTED: &str = "expected a duration such as 500ms, 30s, 1m or 2h";
+    const MAX_MS: u64 = MAX_DURATION.as_secs() * 1000;
+    let too_long = || {
+        format!(
+            "expected a duration of at most {}d",
+            MAX_DURATION.as_secs() / 86_400
+        )
+    };
     let s = s.trim();
     if s.is_empty() {
         return Err(EXPECTED.into());
     }
-    let mut total = Duration::ZERO;
+    let mut total_ms: u64 = 0;
     let mut rest = s;
     while !rest.is_empty() {
         let digits = rest
@@ -209,12 +226,12 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         if digits == 0 {
             return Err(EXPECTED.into());
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| EXPECTED.to_string())?;
+        let number = &rest[..digits];
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit())
             .unwrap_or(rest.len());
-        let ms = match &rest[..unit_len] {
+        let unit_ms: u64 = match &rest[..unit_len] {
             "ms" => 1,
             "s" => 1_000,
             "m" => 60_000,
@@ -222,10 +239,17 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
             "d" => 86_400_000,
             _ => return Err(EXPECTED.into()),
         };
-        total += Duration::from_millis(n.checked_mul(ms).ok_or_else(|| EXPECTED.to_string())?);
         rest = &rest[unit_len..];
+        // Digits only, so a number that does not parse is one too large for a u64.
+        total_ms = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit_ms))
+            .and_then(|ms| total_ms.checked_add(ms))
+            .filter(|&ms| ms <= MAX_MS)
+            .ok_or_else(too_long)?;
     }
-    Ok(total)
+    Ok(Duration::from_millis(total_ms))
 }
 
 /// Splits a comma or space separated list, dropping empty items.
@@ -259,6 +283,32 @@ mod tests {
         for bad in ["", "10", "1x", "m", "1.5s", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_are_bounded_whatever_the_arithmetic() {
+        assert_eq!(parse_duration("365d"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("364d23h59m59s1000ms"), Ok(MAX_DURATION));
+        let too_long = Err("expected a duration of at most 365d".to_string());
+        for bad in [
+            "366d".to_string(),
+            "365d1ms".to_string(),
+            "18446744073709551615ms".to_string(), // u64::MAX ms: fits a u64, not the bound
+            "18446744073709551616ms".to_string(), // not a u64
+            "213503982334601d".to_string(),       // the product overflows
+            "18446744073709551s".repeat(1001),    // the sum overflowed Duration: a panic
+        ] {
+            assert_eq!(
+                parse_duration(&bad),
+                too_long,
+                "{}",
+                &bad[..bad.len().min(40)]
+            );
+        }
+        // The form is checked before the size: a bad unit says so.
+        assert!(parse_duration("99999999999999999999x")
+            .unwrap_err()
+            .starts_with("expected a duration such as"));
     }
 
     #[test]

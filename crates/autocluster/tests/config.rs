@@ -549,8 +549,24 @@ mod never_panics {
         #[test]
         fn conf_parser_and_loader(lines in proptest::collection::vec(line(), 0..20)) {
             let text = lines.join("\n");
-            let _ = autocluster::config::parse_conf(&text);
-            let _ = Settings::from_str(&text, FileFormat::Conf, "fuzz.conf");
+            if let Err(e) = Settings::from_str(&text, FileFormat::Conf, "fuzz.conf") {
+                for p in e.problems() {
+                    prop_assert!(p.starts_with("fuzz.conf:"), "not located: {}", p);
+                }
+            }
+        }
+
+        /// Long sums of large terms, as `18446744073709551s` x 1,001 was: bounded, located.
+        #[test]
+        fn durations_of_any_size(
+            terms in proptest::collection::vec((any::<u64>(), "ms|s|m|h|d"), 1..4),
+            times in 1usize..1200,
+        ) {
+            let value = terms.iter().map(|(n, unit)| format!("{n}{unit}")).collect::<String>();
+            let text = format!("node.name = n@h\ncluster.grace = {}\n", value.repeat(times));
+            if let Err(e) = Settings::from_str(&text, FileFormat::Conf, "fuzz.conf") {
+                prop_assert!(e.to_string().starts_with("fuzz.conf:2: cluster.grace = "), "{}", e);
+            }
         }
 
         #[test]
@@ -560,4 +576,135 @@ mod never_panics {
             }
         }
     }
+}
+
+#[test]
+fn a_key_with_brackets_is_refused_not_an_abort() {
+    // The `config` crate reads `a[9999999999999]` as an index into a list it then allocates:
+    // these twenty bytes aborted the process.
+    assert_eq!(
+        refused("node.name = n@h\na[9999999999999] = 1\n"),
+        "node.conf:2: expected key = value, found \"a[9999999999999]\" as the key (a key has no spaces, '#', quotes or brackets)"
+    );
+    for (text, format, want) in [
+        (
+            "\"a[9999999999999]\" = 1\n",
+            FileFormat::Toml,
+            "node.toml:1: malformed key \"a[9999999999999]\": a key has no brackets",
+        ),
+        (
+            "a[9999999999999]: 1\n",
+            FileFormat::Yaml,
+            "node.yaml:1: malformed key \"a[9999999999999]\": a key has no brackets",
+        ),
+    ] {
+        let name = if format == FileFormat::Toml {
+            "node.toml"
+        } else {
+            "node.yaml"
+        };
+        let e = Settings::from_str(text, format, name).unwrap_err();
+        assert_eq!(e.to_string(), want);
+    }
+    // A variable with brackets names no key: not an override, not an abort.
+    let env = [(
+        "AUTOCLUSTER_NODE__A[9999999999999]".to_string(),
+        "1".to_string(),
+    )];
+    assert!(Settings::load_with_env(fixture("seed.conf"), env).is_ok());
+}
+
+#[test]
+fn a_huge_duration_is_a_located_error_not_a_crash() {
+    // 1,001 terms of 18446744073709551s overflowed the sum: a panic in `check` and at start.
+    let huge = "18446744073709551s".repeat(1001);
+    let shown = format!("{}...", &huge[..60]);
+    assert_eq!(
+        refused(&format!(
+            "node.name = n@h\ncluster.etcd.node_ttl = {huge}\n"
+        )),
+        format!(
+            "node.conf:2: cluster.etcd.node_ttl = {shown}: expected a duration of at most 365d"
+        )
+    );
+    let env = [("AUTOCLUSTER_CLUSTER__GRACE".to_string(), huge.clone())];
+    let e = Settings::load_with_env(fixture("seed.conf"), env).unwrap_err();
+    assert_eq!(
+        e.problems(),
+        [format!(
+            "environment variable AUTOCLUSTER_CLUSTER__GRACE: cluster.grace = {shown}: expected a duration of at most 365d"
+        )]
+    );
+    // The bound is a whole year, and every duration key has it.
+    let s = conf("node.name = n@h\ncluster.grace = 365d\n").unwrap();
+    assert_eq!(s.grace, Some(Duration::from_secs(365 * 86_400)));
+    assert_eq!(
+        refused("node.name = n@h\ncluster.mcast.heartbeat = 366d\n"),
+        "node.conf:2: cluster.mcast.heartbeat = 366d: expected a duration of at most 365d"
+    );
+}
+
+#[test]
+fn an_empty_cookie_is_a_located_error() {
+    // It used to count as unset: the node ran on the public default cookie without a word.
+    assert_eq!(
+        refused("node.name = n@h\nnode.cookie =\n"),
+        "node.conf:2: node.cookie: empty; expected a secret shared by every node of the cluster"
+    );
+    assert_eq!(
+        refused("node.name = n@h\nnode.cookie = \"\"   # templated, and the template was empty\n"),
+        "node.conf:2: node.cookie: empty; expected a secret shared by every node of the cluster"
+    );
+    let env = [("AUTOCLUSTER_NODE__COOKIE".to_string(), String::new())];
+    let e = Settings::load_with_env(fixture("seed.conf"), env).unwrap_err();
+    assert_eq!(
+        e.problems(),
+        ["environment variable AUTOCLUSTER_NODE__COOKIE: node.cookie: empty; expected a secret shared by every node of the cluster"]
+    );
+}
+
+#[test]
+fn a_misspelt_cookie_warns_with_the_right_key_and_leaves_the_default() {
+    let s = conf(
+        "node.name = n@h\nnode.cokie = s3cret\ncluster.discovery = static\n\
+         cluster.static.seeds = n@h\n",
+    )
+    .unwrap();
+    assert_eq!(
+        s.warnings,
+        ["node.conf:2: node.cokie is not an autocluster key, left to the application; did you mean node.cookie?"]
+    );
+    assert!(s.cookie_is_default());
+    assert_eq!(
+        s.cookie_warning().as_deref(),
+        Some(
+            "node.cookie is not set, so it is the public default, and cluster.discovery = static \
+             authenticates peers with it: anyone who can reach this node can pass for a member; \
+             set node.cookie to a secret shared by every node of the cluster"
+        )
+    );
+}
+
+#[test]
+fn the_default_cookie_is_known_and_warned_about_where_it_authenticates() {
+    let with = |extra: &str| conf(&format!("node.name = n@h\n{extra}")).unwrap();
+    // Written out, the default is still the default, and the warning names its line.
+    let s = with("node.cookie = emqxsecretcookie\ncluster.discovery = mcast\n");
+    assert!(s.cookie_is_default());
+    let w = s.cookie_warning().unwrap();
+    assert!(
+        w.starts_with(
+            "node.conf:2: node.cookie is the public default, and cluster.discovery = mcast"
+        ),
+        "{w}"
+    );
+    assert!(!w.contains("emqxsecretcookie"), "{w}");
+    let s = with("cluster.discovery = dns\ncluster.dns.name = emqx.test\n");
+    assert!(s.cookie_warning().is_some());
+    // etcd and manual do not authenticate peers with the cookie; a real cookie is no default.
+    let s = with("cluster.discovery = etcd\ncluster.etcd.server = http://127.0.0.1:2379\n");
+    assert!(s.cookie_is_default() && s.cookie_warning().is_none());
+    assert!(with("").cookie_warning().is_none());
+    let s = with("node.cookie = s3cret\ncluster.discovery = mcast\n");
+    assert!(!s.cookie_is_default() && s.cookie_warning().is_none());
 }

@@ -1,4 +1,4 @@
-//! The EMQX 4.x `.conf` format (cuttlefish style), as a `config` crate [`Format`].
+//! The EMQX 4.x `.conf` format (cuttlefish style), read into located [`Entry`]s.
 //!
 //! ```text
 //! ## A comment line (also `#`)
@@ -10,28 +10,16 @@
 //! One `key = value` per line; the value runs to the end of the line (it may hold `=`, `:`,
 //! `/` and `#` not preceded by whitespace), optionally in double quotes. Keys are dotted.
 
-use std::error::Error as StdError;
+use autocluster_plugin::Origin;
 
-use config::{FileStoredFormat, Format, Map, Value};
-
+use super::source::Entry;
 use super::tree;
-
-/// One `key = value` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The dotted key.
-    pub key: String,
-    /// The value, unquoted and trimmed.
-    pub value: String,
-    /// The line, from 1.
-    pub line: usize,
-}
 
 /// A line that is not `key = value`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineError {
-    /// The line, from 1.
-    pub line: usize,
+    /// The file and line.
+    pub origin: Origin,
     /// What is wrong, with the expected form.
     pub message: String,
 }
@@ -45,8 +33,8 @@ pub struct Parsed {
     pub errors: Vec<LineError>,
 }
 
-/// Parses `.conf` text; never panics, whatever the input.
-pub fn parse(text: &str) -> Parsed {
+/// Parses `.conf` text read from `name`; never panics, whatever the input.
+pub fn parse(text: &str, name: &str) -> Parsed {
     let mut out = Parsed::default();
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, raw) in text.lines().enumerate() {
@@ -56,8 +44,14 @@ pub fn parse(text: &str) -> Parsed {
             continue;
         }
         match parse_line(trimmed) {
-            Ok((key, value)) => out.entries.push(Entry { key, value, line }),
-            Err(message) => out.errors.push(LineError { line, message }),
+            Ok((key, value)) => out.entries.push(Entry::new(key, value, name, line)),
+            Err(message) => {
+                let origin = Origin::File {
+                    path: name.to_string(),
+                    line,
+                };
+                out.errors.push(LineError { origin, message });
+            }
         }
     }
     out
@@ -83,10 +77,10 @@ fn parse_line(line: &str) -> Result<(String, String), String> {
     }
     if key
         .chars()
-        .any(|c| c.is_whitespace() || c == '#' || c == '"')
+        .any(|c| c.is_whitespace() || matches!(c, '#' | '"' | '[' | ']'))
     {
         return Err(format!(
-            "expected key = value, found {key:?} as the key (a key has no spaces, '#' or quotes)"
+            "expected key = value, found {key:?} as the key (a key has no spaces, '#', quotes or brackets)"
         ));
     }
     if key.split('.').any(str::is_empty) {
@@ -149,60 +143,6 @@ fn strip_comment(value: &str) -> &str {
     value
 }
 
-/// The `.conf` format for the `config` crate. Each value's origin is `NAME:LINE`.
-#[derive(Debug, Clone)]
-pub struct ConfFormat {
-    name: String,
-    lenient: bool,
-}
-
-impl ConfFormat {
-    /// A format for text read from `name` (shown in origins and errors). Bad lines fail the
-    /// parse, all of them listed.
-    pub fn new(name: impl Into<String>) -> Self {
-        ConfFormat {
-            name: name.into(),
-            lenient: false,
-        }
-    }
-
-    /// Skips bad lines instead of failing (the loader reports them itself, with the rest).
-    pub fn lenient(mut self) -> Self {
-        self.lenient = true;
-        self
-    }
-}
-
-impl Format for ConfFormat {
-    fn parse(
-        &self,
-        _uri: Option<&String>,
-        text: &str,
-    ) -> Result<Map<String, Value>, Box<dyn StdError + Send + Sync>> {
-        let parsed = parse(text);
-        if !self.lenient && !parsed.errors.is_empty() {
-            let lines: Vec<String> = parsed
-                .errors
-                .iter()
-                .map(|e| format!("{}:{}: {}", self.name, e.line, e.message))
-                .collect();
-            return Err(lines.join("\n").into());
-        }
-        let mut root = Map::new();
-        for e in parsed.entries {
-            let origin = tree::file_origin(&self.name, e.line);
-            tree::insert(&mut root, &e.key, Value::new(Some(&origin), e.value));
-        }
-        Ok(root)
-    }
-}
-
-impl FileStoredFormat for ConfFormat {
-    fn file_extensions(&self) -> &'static [&'static str] {
-        &["conf"]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +177,9 @@ mod tests {
             .contains("expected key = value"));
         assert!(one("= 1").unwrap_err().contains("no key"));
         assert!(one("a b = 1").unwrap_err().contains("no spaces"));
+        assert!(one("a[9999999999999] = 1")
+            .unwrap_err()
+            .contains("or brackets"));
         assert!(one("a..b = 1").unwrap_err().contains("malformed key"));
         assert!(one("a = \"open").unwrap_err().contains("never closed"));
         assert!(one("a = \"x\" y")
@@ -256,32 +199,27 @@ mod tests {
 
     #[test]
     fn comments_blank_lines_and_line_numbers() {
-        let p = parse("\u{feff}## c\n\n  # c\nnode.name = a@b\r\nbad\n");
+        let p = parse("\u{feff}## c\n\n  # c\nnode.name = a@b\r\nbad\n", "n.conf");
         assert_eq!(
             p.entries,
-            vec![Entry {
-                key: "node.name".into(),
-                value: "a@b".into(),
-                line: 4
-            }]
+            vec![Entry::new("node.name".into(), "a@b".into(), "n.conf", 4)]
         );
         assert_eq!(p.errors.len(), 1);
-        assert_eq!(p.errors[0].line, 5);
+        assert_eq!(p.errors[0].origin.to_string(), "n.conf:5");
     }
 
-    #[test]
-    fn strict_format_lists_every_bad_line() {
-        let e = ConfFormat::new("n.conf")
-            .parse(None, "x\na = 1\ny\n")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            "n.conf:1: expected key = value, found \"x\"\nn.conf:3: expected key = value, found \"y\""
-        );
-        assert!(ConfFormat::new("n.conf")
-            .lenient()
-            .parse(None, "x\na = 1\n")
-            .is_ok());
+    proptest::proptest! {
+        /// Every line that is neither blank nor a comment is an entry or an error, none lost.
+        #[test]
+        fn every_line_is_accounted_for(text in "(([a-z.=# \"\\\\]|\r|\n){0,30}\n?){0,20}|\\PC*") {
+            let parsed = parse(&text, "n.conf");
+            let lines = text
+                .strip_prefix('\u{feff}')
+                .unwrap_or(&text)
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+                .count();
+            proptest::prop_assert_eq!(parsed.entries.len() + parsed.errors.len(), lines);
+        }
     }
 }

@@ -1,5 +1,11 @@
 //! Configuration: EMQX 4.x `.conf` files loaded verbatim, TOML and YAML, and
-//! `AUTOCLUSTER_*` environment overrides, through the `config` crate.
+//! `AUTOCLUSTER_*` environment overrides.
+//!
+//! A file is read once, by our own readers, into located entries (key, value, file and line);
+//! the `config` crate merges the environment over them. Neither the readers nor `config`'s
+//! types are part of this API: text comes in through [`Settings::load`] or
+//! [`Settings::from_str`] with a [`FileFormat`], and goes out as [`Settings`] or a
+//! [`ConfigError`].
 //!
 //! ```no_run
 //! # fn main() -> Result<(), autocluster::ConfigError> {
@@ -25,23 +31,23 @@ use std::path::Path;
 
 mod conf_format;
 mod error;
+mod keys;
 mod load;
 mod render;
+mod resolve;
 mod schema;
 mod settings;
+mod source;
 mod suggest;
 mod toml_format;
 mod tree;
 mod validate;
 mod yaml_format;
 
-pub use conf_format::{parse as parse_conf, ConfFormat, Entry, LineError, Parsed};
 pub use error::ConfigError;
 pub use load::{env_key, env_var, ENV_PREFIX};
 pub use schema::{known_keys, lookup, DefaultValue, KeySpec, Kind, DISCOVERY};
 pub use settings::Settings;
-pub use toml_format::TomlFormat;
-pub use yaml_format::YamlFormat;
 
 /// The format of a configuration file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,28 +1,30 @@
-//! TOML as a `config` crate [`Format`] that keeps each value's line (from the `toml` crate's
-//! spans), so errors name `node.toml:LINE` as they do for `.conf` files.
+//! TOML read into located [`Entry`]s: each value with the line of its key (from the `toml`
+//! crate's spans), so errors name `node.toml:LINE` as they do for `.conf` files.
 
-use std::error::Error as StdError;
-
-use config::{FileStoredFormat, Format, Map, Value};
 use toml::de::{DeTable, DeValue};
 
+use super::source::Entry;
 use super::tree;
 
-/// The TOML format; each value's origin is `NAME:LINE`, the line of its key.
-#[derive(Debug, Clone)]
-pub struct TomlFormat {
-    name: String,
-}
-
-impl TomlFormat {
-    /// A format for text read from `name`.
-    pub fn new(name: impl Into<String>) -> Self {
-        TomlFormat { name: name.into() }
-    }
+/// Reads TOML text from `name`: every value at its dotted key (`[cluster.etcd]` then
+/// `server = ...` is `cluster.etcd.server`), arrays as comma separated text. A syntax error,
+/// or nesting deeper than [`tree::MAX_DEPTH`], is one located message.
+pub fn parse(text: &str, name: &str) -> Result<Vec<Entry>, String> {
+    let doc = DeTable::parse(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+        format!("{name}:{line}: invalid TOML: {}", e.message().trim())
+    })?;
+    let mut reader = Reader {
+        text,
+        name,
+        entries: Vec::new(),
+    };
+    reader.table("", doc.into_inner())?;
+    Ok(reader.entries)
 }
 
 /// The line (from 1) of byte `offset` in `text`.
-pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]
         .iter()
@@ -31,77 +33,67 @@ pub(crate) fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-impl Format for TomlFormat {
-    fn parse(
-        &self,
-        _uri: Option<&String>,
-        text: &str,
-    ) -> Result<Map<String, Value>, Box<dyn StdError + Send + Sync>> {
-        let doc = DeTable::parse(text).map_err(|e| {
-            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
-            format!("{}:{line}: invalid TOML: {}", self.name, e.message().trim())
-        })?;
-        let mut root = Map::new();
-        self.table(text, doc.into_inner(), &mut root);
-        tree::check_depth(&root).map_err(|at| too_deep(at, &self.name))?;
-        Ok(root)
-    }
-}
-
-impl TomlFormat {
-    fn table(&self, text: &str, table: DeTable<'_>, out: &mut Map<String, Value>) {
-        for (key, value) in table {
-            let origin = tree::file_origin(&self.name, line_of(text, key.span().start));
-            let k = key.into_inner().into_owned();
-            match value.into_inner() {
-                DeValue::Table(t) => {
-                    let mut sub = Map::new();
-                    self.table(text, t, &mut sub);
-                    out.insert(k, Value::new(Some(&origin), sub));
-                }
-                v => {
-                    out.insert(k, scalar(&origin, v));
-                }
-            }
-        }
-    }
-}
-
-fn scalar(origin: &String, v: DeValue<'_>) -> Value {
-    let o = Some(origin);
-    match v {
-        DeValue::String(s) => Value::new(o, s.into_owned()),
-        DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
-            Ok(n) => Value::new(o, n),
-            Err(_) => Value::new(o, i.as_str().to_string()),
-        },
-        DeValue::Float(f) => Value::new(o, f.as_str().to_string()),
-        DeValue::Boolean(b) => Value::new(o, b),
-        DeValue::Datetime(d) => Value::new(o, d.to_string()),
-        DeValue::Array(items) => Value::new(
-            o,
-            items
-                .into_iter()
-                .map(|i| scalar(origin, i.into_inner()))
-                .collect::<Vec<_>>(),
-        ),
-        // An inline table inside an array: not a form we use; kept as empty text.
-        DeValue::Table(_) => Value::new(o, String::new()),
-    }
-}
-
-/// The error for input nested deeper than [`tree::MAX_DEPTH`].
-pub(crate) fn too_deep(at: Option<String>, name: &str) -> String {
+/// The error for input nested deeper than [`tree::MAX_DEPTH`], at line `line` of `name`.
+pub(crate) fn too_deep(name: &str, line: usize) -> String {
     format!(
-        "{}: nested deeper than {} levels",
-        at.unwrap_or_else(|| name.to_string()),
+        "{name}:{line}: nested deeper than {} levels",
         tree::MAX_DEPTH
     )
 }
 
-impl FileStoredFormat for TomlFormat {
-    fn file_extensions(&self) -> &'static [&'static str] {
-        &["toml"]
+struct Reader<'a> {
+    text: &'a str,
+    name: &'a str,
+    entries: Vec<Entry>,
+}
+
+impl Reader<'_> {
+    fn table(&mut self, prefix: &str, table: DeTable<'_>) -> Result<(), String> {
+        for (key, value) in table {
+            let line = line_of(self.text, key.span().start);
+            let full = tree::join(prefix, key.get_ref());
+            let depth = tree::depth(&full);
+            if depth > tree::MAX_DEPTH {
+                return Err(too_deep(self.name, line));
+            }
+            if let Some(why) = tree::refuse(&full) {
+                return Err(format!("{}:{line}: {why}", self.name));
+            }
+            match value.into_inner() {
+                DeValue::Table(t) => self.table(&full, t)?,
+                v => {
+                    let text = self.scalar(v, depth, line)?;
+                    self.entries.push(Entry::new(full, text, self.name, line));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A value as text; `depth` is its key's, for arrays in arrays.
+    fn scalar(&self, v: DeValue<'_>, depth: usize, line: usize) -> Result<String, String> {
+        Ok(match v {
+            DeValue::String(s) => s.into_owned(),
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => n.to_string(),
+                Err(_) => i.as_str().to_string(),
+            },
+            DeValue::Float(f) => f.as_str().to_string(),
+            DeValue::Boolean(b) => b.to_string(),
+            DeValue::Datetime(d) => d.to_string(),
+            DeValue::Array(items) => {
+                if depth + 1 > tree::MAX_DEPTH {
+                    return Err(too_deep(self.name, line));
+                }
+                let mut parts = Vec::with_capacity(items.len());
+                for item in items {
+                    parts.push(self.scalar(item.into_inner(), depth + 1, line)?);
+                }
+                parts.join(", ")
+            }
+            // An inline table inside an array: not a form we use; kept as empty text.
+            DeValue::Table(_) => String::new(),
+        })
     }
 }
 
@@ -109,29 +101,37 @@ impl FileStoredFormat for TomlFormat {
 mod tests {
     use super::*;
 
+    fn get<'a>(entries: &'a [Entry], key: &str) -> (&'a str, String) {
+        let e = entries.iter().find(|e| e.key == key).unwrap();
+        (&e.value, e.origin.to_string())
+    }
+
     #[test]
     fn values_carry_their_key_line() {
-        let text = "[node]\nname = \"a@b\"\n\n[cluster.etcd]\nserver = [\n  \"http://x:1\",\n  \"http://y:2\",\n]\nnode_ttl = \"1m\"\n";
-        let root = TomlFormat::new("n.toml").parse(None, text).unwrap();
-        let flat = tree::flatten(root);
-        assert_eq!(flat["node.name"].origin.as_deref(), Some("n.toml:2"));
-        assert_eq!(flat["cluster.etcd.server"].raw, "http://x:1, http://y:2");
+        let text = "[node]\nname = \"a@b\"\n\n[cluster.etcd]\nserver = [\n  \"http://x:1\",\n  \"http://y:2\",\n]\nnode_ttl = \"1m\"\nttl = 0x10\nloop = true\n";
+        let entries = parse(text, "n.toml").unwrap();
+        assert_eq!(get(&entries, "node.name"), ("a@b", "n.toml:2".into()));
         assert_eq!(
-            flat["cluster.etcd.server"].origin.as_deref(),
-            Some("n.toml:5")
+            get(&entries, "cluster.etcd.server"),
+            ("http://x:1, http://y:2", "n.toml:5".into())
         );
-        assert_eq!(
-            flat["cluster.etcd.node_ttl"].origin.as_deref(),
-            Some("n.toml:9")
-        );
+        assert_eq!(get(&entries, "cluster.etcd.node_ttl").1, "n.toml:9");
+        assert_eq!(get(&entries, "cluster.etcd.ttl").0, "16");
+        assert_eq!(get(&entries, "cluster.etcd.loop").0, "true");
     }
 
     #[test]
     fn errors_are_located() {
-        let e = TomlFormat::new("n.toml")
-            .parse(None, "[node]\nname = \n")
-            .unwrap_err()
-            .to_string();
+        let e = parse("[node]\nname = \n", "n.toml").unwrap_err();
         assert!(e.starts_with("n.toml:2: invalid TOML: "), "{e}");
+        assert_eq!(
+            parse("[x]\n\"a[9999999999999]\" = 1\n", "n.toml").unwrap_err(),
+            "n.toml:2: malformed key \"x.a[9999999999999]\": a key has no brackets"
+        );
+        let deep = format!("a = {}1{}", "[".repeat(40), "]".repeat(40));
+        assert_eq!(
+            parse(&deep, "n.toml").unwrap_err(),
+            "n.toml:1: nested deeper than 32 levels"
+        );
     }
 }

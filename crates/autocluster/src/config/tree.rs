@@ -5,45 +5,46 @@
 //! key's own value is kept under the empty sub-key `""`, so nothing is lost or refused, and
 //! [`flatten`] turns it back into `listener.tcp.external`.
 //!
-//! Each value's origin travels in the `config` value's origin string: `NAME:LINE` for files,
-//! `the environment` for environment variables (the `config` crate's own spelling).
+//! A `config` value's origin string only says which source it came from
+//! ([`FROM_FILE`](super::source::FROM_FILE) or the environment); where in the file is kept as
+//! data by [`FileSource`](super::source::FileSource).
 
 use std::collections::BTreeMap;
 
 use config::{Map, Value, ValueKind};
 
-/// The deepest nesting accepted (parts of a dotted key, tables in tables). Deeper input is
-/// refused before it reaches the `config` crate, whose merging recurses.
+/// The deepest nesting accepted (parts of a dotted key, tables in tables, lists in lists).
+/// Deeper input is refused by the readers, before it reaches the `config` crate, whose merging
+/// recurses.
 pub const MAX_DEPTH: usize = 32;
 
-/// Checks that no key in `root` is nested deeper than [`MAX_DEPTH`] (counting each part of
-/// a dotted key, each table and each array); returns the origin of an offending value.
-pub fn check_depth(root: &Map<String, Value>) -> Result<(), Option<String>> {
-    fn value(v: &Value, depth: usize) -> Result<(), Option<String>> {
-        if depth > MAX_DEPTH {
-            return Err(v.origin().map(str::to_string));
+/// `key` (dotted, as written) appended to `prefix`: dotted words with no empty part, the
+/// form every key takes on its way to the `config` crate, so that [`flatten`] gives it back.
+pub fn join(prefix: &str, key: &str) -> String {
+    let mut out = prefix.to_string();
+    for part in key.split('.').filter(|p| !p.is_empty()) {
+        if !out.is_empty() {
+            out.push('.');
         }
-        match &v.kind {
-            ValueKind::Table(t) => table(t, depth),
-            ValueKind::Array(items) => items.iter().try_for_each(|i| value(i, depth + 1)),
-            _ => Ok(()),
-        }
+        out.push_str(part);
     }
-    fn table(t: &Map<String, Value>, depth: usize) -> Result<(), Option<String>> {
-        t.iter()
-            .try_for_each(|(k, v)| value(v, depth + k.split('.').count()))
-    }
-    table(root, 0)
+    out
 }
 
-/// The origin string of a value read from line `line` of `name`.
-pub fn file_origin(name: &str, line: usize) -> String {
-    format!("{name}:{line}")
+/// Why `key` cannot be a key, if it cannot: a bracket would reach the `config` crate's path
+/// syntax, which reads `a[9999999999999]` as an index into a list of that length.
+pub fn refuse(key: &str) -> Option<String> {
+    key.contains(['[', ']'])
+        .then(|| format!("malformed key {key:?}: a key has no brackets"))
 }
 
-/// The line in an origin string made by [`file_origin`] for `name`.
-pub fn origin_line(origin: &str, name: &str) -> Option<usize> {
-    origin.strip_prefix(name)?.strip_prefix(':')?.parse().ok()
+/// The number of parts of a key made by [`join`].
+pub fn depth(key: &str) -> usize {
+    if key.is_empty() {
+        0
+    } else {
+        key.split('.').count()
+    }
 }
 
 /// Inserts `value` at the dotted `key`, nesting tables; a key that is both a leaf and a table
@@ -82,13 +83,13 @@ pub fn insert(root: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
-/// A flattened value: the text and the origin string, if any.
+/// A flattened value: the text and the source it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flat {
     /// The value as text (lists joined with `, `).
     pub raw: String,
-    /// The `config` origin string.
-    pub origin: Option<String>,
+    /// The `config` origin string: which source the value came from.
+    pub source: Option<String>,
 }
 
 /// Flattens nested tables into dotted keys.
@@ -101,7 +102,7 @@ pub fn flatten(root: Map<String, Value>) -> BTreeMap<String, Flat> {
 }
 
 fn walk(key: String, value: Value, out: &mut BTreeMap<String, Flat>) {
-    let origin = value.origin().map(str::to_string);
+    let source = value.origin().map(str::to_string);
     match value.kind {
         ValueKind::Table(t) => {
             for (k, v) in t {
@@ -121,7 +122,7 @@ fn walk(key: String, value: Value, out: &mut BTreeMap<String, Flat>) {
                 key,
                 Flat {
                     raw: parts.join(", "),
-                    origin,
+                    source,
                 },
             );
         }
@@ -129,8 +130,8 @@ fn walk(key: String, value: Value, out: &mut BTreeMap<String, Flat>) {
             out.insert(
                 key,
                 Flat {
-                    raw: text(Value::new(origin.as_ref(), kind)),
-                    origin,
+                    raw: text(Value::new(source.as_ref(), kind)),
+                    source,
                 },
             );
         }
@@ -154,11 +155,11 @@ mod tests {
     #[test]
     fn leaf_and_table_both_survive() {
         let mut root = Map::new();
-        let o = file_origin("e.conf", 3);
+        let tag = "file".to_string();
         insert(
             &mut root,
             "listener.tcp.external",
-            Value::new(Some(&o), "0.0.0.0:1883"),
+            Value::new(Some(&tag), "0.0.0.0:1883"),
         );
         insert(
             &mut root,
@@ -170,14 +171,21 @@ mod tests {
         let flat = flatten(root);
         assert_eq!(flat["listener.tcp.external"].raw, "0.0.0.0:1883");
         assert_eq!(
-            flat["listener.tcp.external"].origin.as_deref(),
-            Some("e.conf:3")
+            flat["listener.tcp.external"].source.as_deref(),
+            Some("file")
         );
         assert_eq!(flat["listener.tcp.external.acceptors"].raw, "8");
         assert_eq!(flat["a.b.c"].raw, "1");
         assert_eq!(flat["a.b"].raw, "2");
-        assert_eq!(origin_line("e.conf:3", "e.conf"), Some(3));
-        assert_eq!(origin_line("the environment", "e.conf"), None);
+    }
+
+    #[test]
+    fn joined_keys_have_no_empty_parts() {
+        assert_eq!(join("", "a.b"), "a.b");
+        assert_eq!(join("a", "..b.c."), "a.b.c");
+        assert_eq!(join("", ""), "");
+        assert_eq!(depth(""), 0);
+        assert_eq!(depth("a.b.c"), 3);
     }
 
     #[test]

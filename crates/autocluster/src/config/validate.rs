@@ -8,11 +8,14 @@ use autocluster_plugin::{parse_bool, parse_duration, parse_list, NodeName};
 use super::schema::{KeySpec, Kind};
 
 /// Checks `raw` for `spec`; returns the value as stored (enums lower-cased) or what was
-/// expected. An empty value counts as unset and is not checked.
+/// expected. An empty value counts as unset and is not checked, unless the key refuses it.
 pub fn check(spec: &KeySpec, raw: &str) -> Result<String, String> {
     let raw = raw.trim();
     if raw.is_empty() {
-        return Ok(String::new());
+        return match spec.not_empty {
+            Some(form) => Err(format!("empty; expected {form}")),
+            None => Ok(String::new()),
+        };
     }
     match spec.kind {
         Kind::String | Kind::Path => {}
@@ -139,6 +142,11 @@ mod tests {
         );
         assert!(c("cluster.static.seeds", "a@h1, b@h2").is_ok());
         assert!(c("cluster.static.seeds", "a@h1, b").is_err());
+        assert_eq!(
+            c("node.cookie", " "),
+            Err("empty; expected a secret shared by every node of the cluster".into())
+        );
+        assert_eq!(c("cluster.etcd.prefix", ""), Ok(String::new()));
     }
 
     #[test]
