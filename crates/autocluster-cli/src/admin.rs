@@ -95,9 +95,8 @@ async fn members(State(state): State<Arc<AdminState>>) -> Response {
 async fn events(State(state): State<Arc<AdminState>>) -> Response {
     let mut subscription = None;
     let response = state.with(|cluster| {
-        // Subscribed before the view is read: an event can be in both, none in neither.
-        let rx = cluster.events();
-        let view = cluster.view();
+        // The view and exactly the events after it: none in both, none in neither.
+        let (view, rx) = cluster.view_and_events();
         subscription = Some((rx, view.revision.0, view.len()));
     });
     let Some((rx, revision, members)) = subscription else {
