@@ -10,103 +10,114 @@ use tokio::time::{sleep, sleep_until, Instant};
 use super::backoff::Backoff;
 use super::Shared;
 
-pub(crate) async fn run(shared: Arc<Shared>) {
-    let backend = shared.backend.clone();
-    let reg = shared.config.registration.clone();
-    let caps = backend.capabilities();
-    let mut backoff = Backoff::new(shared.config.backoff_min, shared.config.backoff_max);
+/// How a registration ended.
+enum Ended {
+    /// The lease is gone: register anew.
+    Lost,
+    /// The engine stops (after deregistering).
+    Stopped,
+}
 
-    'register: loop {
-        // Register, retrying with backoff until it works or we are told to stop.
-        let lease = loop {
-            let attempt = tokio::select! {
-                r = shared.call("register", backend.register(&reg)) => r,
-                _ = shared.cancel.cancelled() => return,
-            };
-            match attempt {
-                Ok(lease) => break lease,
-                Err(_) => {
-                    shared.set_registration_ok(false);
-                    let delay = backoff.next_delay();
-                    tokio::select! {
-                        _ = sleep(delay) => {}
-                        _ = shared.cancel.cancelled() => return,
-                    }
-                }
-            }
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut backoff = Backoff::new(shared.config.backoff_min, shared.config.backoff_max);
+    loop {
+        let Some(lease) = register(&shared, &mut backoff).await else {
+            return;
         };
         backoff.reset();
-        shared.stats.registrations.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(
-            backend = backend.name(),
-            node = %reg.node,
-            lease = format_args!("{:x}", lease.id),
-            ttl = ?lease.ttl,
-            "registered"
-        );
-        set_registered(&shared, Some(lease));
+        match keep_alive(&shared, lease, &mut backoff).await {
+            Ended::Lost => set_registered(&shared, None),
+            Ended::Stopped => return,
+        }
+    }
+}
 
-        // Keep it alive.
-        let mut last_renewal = Instant::now();
-        let mut next = Instant::now() + caps.keep_alive_every;
-        loop {
-            tokio::select! {
-                _ = sleep_until(next) => {}
-                _ = shared.own_key_missing.notified() => {
-                    tracing::warn!(node = %reg.node, "this node's registration was deleted; writing it again");
-                    match shared.call("refresh", backend.refresh(&reg, &lease)).await {
-                        Ok(()) => continue,
-                        Err(e) if e.kind() == ErrorKind::LeaseLost => {
-                            set_registered(&shared, None);
-                            continue 'register;
-                        }
-                        Err(_) => {
-                            // Try again at the next keep-alive; the view will notice again.
-                            continue;
-                        }
-                    }
-                }
-                _ = shared.cancel.cancelled() => {
-                    deregister(&shared, &lease).await;
-                    return;
+/// Registers, retrying with backoff until it works; `None` when the engine stops first.
+async fn register(shared: &Shared, backoff: &mut Backoff) -> Option<Lease> {
+    let backend = &shared.backend;
+    let reg = &shared.config.registration;
+    let lease = loop {
+        let attempt = tokio::select! {
+            r = shared.call("register", backend.register(reg)) => r,
+            _ = shared.cancel.cancelled() => return None,
+        };
+        match attempt {
+            Ok(lease) => break lease,
+            Err(_) => {
+                shared.set_registration_ok(false);
+                tokio::select! {
+                    _ = sleep(backoff.next_delay()) => {}
+                    _ = shared.cancel.cancelled() => return None,
                 }
             }
-            match shared.call("keep_alive", backend.keep_alive(&lease)).await {
-                Ok(_) => {
-                    shared.stats.renewals.fetch_add(1, Ordering::Relaxed);
-                    last_renewal = Instant::now();
-                    backoff.reset();
-                    shared.set_registration_ok(true);
-                    next = last_renewal + caps.keep_alive_every;
+        }
+    };
+    shared.stats.registrations.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        backend = backend.name(),
+        node = %reg.node,
+        lease = format_args!("{:x}", lease.id),
+        ttl = ?lease.ttl,
+        "registered"
+    );
+    set_registered(shared, Some(lease));
+    Some(lease)
+}
+
+/// Renews `lease` every `keep_alive_every` and writes the registration again when the view
+/// task says it is missing, until the lease is lost or the engine stops.
+async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> Ended {
+    let backend = &shared.backend;
+    let reg = &shared.config.registration;
+    let every = backend.capabilities().keep_alive_every;
+    let mut last_renewal = Instant::now();
+    let mut next = last_renewal + every;
+    loop {
+        tokio::select! {
+            _ = sleep_until(next) => {}
+            _ = shared.own_key_missing.notified() => {
+                tracing::warn!(node = %reg.node, "this node's registration was deleted; writing it again");
+                match shared.call("refresh", backend.refresh(reg, &lease)).await {
+                    Err(e) if e.kind() == ErrorKind::LeaseLost => return Ended::Lost,
+                    // Done, or try again when the view notices again.
+                    _ => continue,
                 }
-                Err(e) if e.kind() == ErrorKind::LeaseLost => {
-                    shared
-                        .stats
-                        .renewal_failures
-                        .fetch_add(1, Ordering::Relaxed);
+            }
+            _ = shared.cancel.cancelled() => {
+                deregister(shared, &lease).await;
+                return Ended::Stopped;
+            }
+        }
+        match shared.call("keep_alive", backend.keep_alive(&lease)).await {
+            Ok(_) => {
+                shared.stats.renewals.fetch_add(1, Ordering::Relaxed);
+                last_renewal = Instant::now();
+                backoff.reset();
+                shared.set_registration_ok(true);
+                next = last_renewal + every;
+            }
+            Err(e) => {
+                shared
+                    .stats
+                    .renewal_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if e.kind() == ErrorKind::LeaseLost {
                     tracing::warn!(node = %reg.node, lease = format_args!("{:x}", lease.id), "lease lost; registering again");
-                    set_registered(&shared, None);
-                    continue 'register;
+                    return Ended::Lost;
                 }
-                Err(_) => {
-                    shared
-                        .stats
-                        .renewal_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    // Keep renewing the same lease until the backend answers: a server that
-                    // was down itself kept it (etcd extends leases on restart), and one that
-                    // expired it says so (LeaseLost). Registering anew on a timer would give
-                    // peers a false leave-and-join.
-                    shared.set_registration_ok(false);
-                    if last_renewal.elapsed() >= lease.ttl {
-                        tracing::warn!(
-                            node = %reg.node,
-                            "no keep-alive for {:?}: the registration may have expired; still trying",
-                            last_renewal.elapsed()
-                        );
-                    }
-                    next = Instant::now() + backoff.next_delay().min(caps.keep_alive_every);
+                // Keep renewing the same lease until the backend answers: a server that was
+                // down itself kept it (etcd extends leases on restart), and one that expired
+                // it says so (LeaseLost). Registering anew on a timer would give peers a
+                // false leave-and-join.
+                shared.set_registration_ok(false);
+                if last_renewal.elapsed() >= lease.ttl {
+                    tracing::warn!(
+                        node = %reg.node,
+                        "no keep-alive for {:?}: the registration may have expired; still trying",
+                        last_renewal.elapsed()
+                    );
                 }
+                next = Instant::now() + backoff.next_delay().min(every);
             }
         }
     }
