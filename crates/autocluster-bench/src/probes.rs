@@ -26,6 +26,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The etcd key prefix every benchmark cluster lives under.
 pub const PREFIX: &str = "bench";
+/// How often the polling loop reads the prefix.
+pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Seen {
