@@ -56,7 +56,7 @@ pub async fn run(
 /// was answered (the lease has its whole TTL left: the worst case), odd ones at a random
 /// point of the keep-alive period.
 async fn kill(j: usize, reg: Registrar, ttl: Duration) -> Instant {
-    if j % 2 == 0 {
+    if j.is_multiple_of(2) {
         let before = reg.stats().renewals.load(Ordering::Relaxed);
         let give_up = Instant::now() + ttl * 2;
         while reg.stats().renewals.load(Ordering::Relaxed) == before && Instant::now() < give_up {

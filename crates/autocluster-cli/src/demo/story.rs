@@ -41,7 +41,7 @@ impl Demo {
         Ok(())
     }
 
-    /// 1. The nodes start one by one; each must come up and see the others, and be seen.
+    /// Step 1: the nodes start one by one; each must come up, see the others, and be seen.
     async fn meet(&mut self) -> Result<(), Failure> {
         self.out
             .heading("1. Three nodes start, one by one, and find each other");
@@ -71,8 +71,8 @@ impl Demo {
         Ok(())
     }
 
-    /// 2. One node crashes; the others must notice within its TTL (plus slack). Returns who
-    /// noticed, how long after.
+    /// Step 2, a crash: the others must notice within its TTL (plus slack). Returns who
+    /// noticed it, how long after.
     async fn crash_step(&mut self) -> Result<Vec<(usize, Duration)>, Failure> {
         let ttl = self.backend.ttl();
         let crashed = self.nodes[CRASHES].short;
@@ -117,8 +117,8 @@ impl Demo {
         Ok(expiry)
     }
 
-    /// 3. One node leaves cleanly; the others must see it go at once. Returns who saw it,
-    /// how long after.
+    /// Step 3, a clean leave: the others must see it go at once. Returns who saw it, how
+    /// long after.
     async fn leave_step(&mut self) -> Result<Vec<(usize, Duration)>, Failure> {
         let leaving = self.nodes[LEAVES].short;
         self.out.heading(&format!(
