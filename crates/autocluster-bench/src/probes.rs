@@ -136,10 +136,7 @@ impl Observer {
         let node = NodeName::parse(&format!("observer{k}@127.0.0.1")).expect("valid name");
         let config = EngineConfig::new(Registration {
             node: node.clone(),
-            meta: Metadata {
-                node: Some(node),
-                ..Metadata::default()
-            },
+            meta: Metadata::of(node),
         });
         let cluster = Cluster::with_backend(backend, config);
         let rec = Arc::new(Recorder::default());

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /status` | the view and the health as one JSON object |
 //! | `GET /members` | the members, a JSON array |
-//! | `GET /events` | NDJSON, one event per line, as they happen |
+//! | `GET /events` | NDJSON: `{"event":"subscribed",...}` first, then one event per line |
 //! | `GET /health/live` | `200 ok` |
 //! | `GET /health/ready` | 200 when ready, else 503; the health JSON |
 //! | `GET /metrics` | Prometheus text format |
@@ -12,13 +12,15 @@
 use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
 
-use autocluster::Cluster;
+use autocluster::{Cluster, StatusReport};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::StreamExt;
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
@@ -80,21 +82,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
 }
 
 async fn status(State(state): State<Arc<AdminState>>) -> Response {
-    state.with(|cluster| {
-        let view = cluster.view();
-        let members: Vec<_> = view.members().collect();
-        Json(json!({
-            "node": cluster.node(),
-            "backend": cluster.backend_name(),
-            "cluster": state.cluster_name,
-            "running_nodes": view.running_nodes(),
-            "stopped_nodes": view.stopped_nodes(),
-            "members": members,
-            "health": cluster.health(),
-            "revision": view.revision,
-            "stale": view.stale,
-        }))
-    })
+    state.with(|cluster| Json(StatusReport::new(cluster, &state.cluster_name)))
 }
 
 async fn members(State(state): State<Arc<AdminState>>) -> Response {
@@ -105,12 +93,24 @@ async fn members(State(state): State<Arc<AdminState>>) -> Response {
 }
 
 async fn events(State(state): State<Arc<AdminState>>) -> Response {
-    let mut rx = None;
-    let response = state.with(|cluster| rx = Some(cluster.events()));
-    let Some(rx) = rx else {
+    let mut subscription = None;
+    let response = state.with(|cluster| {
+        // Subscribed before the view is read: an event can be in both, none in neither.
+        let rx = cluster.events();
+        let view = cluster.view();
+        subscription = Some((rx, view.revision.0, view.len()));
+    });
+    let Some((rx, revision, members)) = subscription else {
         return response;
     };
-    let body = Body::from_stream(event_lines(rx, state.stopping.clone()));
+    let subscribed = Subscribed {
+        event: "subscribed",
+        revision,
+        members,
+    };
+    let line = serde_json::to_string(&subscribed).unwrap_or_default() + "\n";
+    let first = futures::stream::once(async move { Ok(line) });
+    let body = Body::from_stream(first.chain(event_lines(rx, state.stopping.clone())));
     (
         [
             (header::CONTENT_TYPE, "application/x-ndjson"),
@@ -119,6 +119,16 @@ async fn events(State(state): State<Arc<AdminState>>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The first line of `/events`: the subscription is in place, every later event follows.
+#[derive(Serialize)]
+struct Subscribed {
+    event: &'static str,
+    /// The view's revision just after subscribing.
+    revision: u64,
+    /// How many members that view has.
+    members: usize,
 }
 
 /// The events of `rx` as NDJSON lines, until the engine stops or the agent does. A
@@ -170,4 +180,59 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
             crate::metrics::render(cluster, &state.cluster_name),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A `manual` node's admin endpoint on a free loopback port.
+    async fn serve() -> (std::net::SocketAddr, watch::Sender<bool>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("node.conf");
+        let body = "node.name = emqx1@127.0.0.1\ncluster.discovery = manual\n";
+        std::fs::write(&conf, body).unwrap();
+        let settings = autocluster::Settings::load(&conf).unwrap();
+        let cluster = Cluster::start(&settings).await.unwrap();
+        assert!(cluster.ready(Duration::from_secs(10)).await, "never ready");
+        let (stop, stopping) = watch::channel(false);
+        let state = Arc::new(AdminState::new(cluster, "emqxcl".into(), stopping));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        (addr, stop, dir)
+    }
+
+    #[tokio::test]
+    async fn events_start_with_the_subscribed_line_and_end_when_the_agent_stops() {
+        let (addr, stop, _dir) = serve().await;
+        let mut events = crate::client::get(addr, "/events").await.unwrap();
+        assert_eq!(events.status, 200);
+        let first = tokio::time::timeout(Duration::from_secs(10), events.next_line())
+            .await
+            .expect("a first line at once, before any event")
+            .unwrap()
+            .expect("a first line");
+        let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+
+        let status = crate::client::get(addr, "/status").await.unwrap();
+        let report: StatusReport = serde_json::from_str(&status.text().await.unwrap()).unwrap();
+        assert_eq!(
+            first,
+            json!({"event": "subscribed", "revision": report.revision.0, "members": 1})
+        );
+        assert_eq!(
+            report.emqx_status_line(),
+            "Cluster status: [{running_nodes,['emqx1@127.0.0.1']}]"
+        );
+        assert_eq!(
+            (report.backend.as_str(), report.cluster.as_str()),
+            ("manual", "emqxcl")
+        );
+
+        stop.send_replace(true);
+        let end = tokio::time::timeout(Duration::from_secs(10), events.next_line()).await;
+        assert_eq!(end.expect("the stream ends").unwrap(), None);
+    }
 }

@@ -13,29 +13,20 @@ pub async fn run(args: &MembersArgs) -> Result<(), Failure> {
     if args.watch {
         return watch(&agent).await;
     }
-    let members = agent.get_json("/members").await?;
+    // Printed as the agent sent them, one object a line.
+    let members: Vec<serde_json::Value> = agent.get_json("/members").await?;
     let mut out = String::new();
-    for member in members.as_array().into_iter().flatten() {
+    for member in &members {
         out.push_str(&member.to_string());
         out.push('\n');
     }
     print_out(&out)
 }
 
-/// One event per line, each flushed, until the agent goes away (exit 1).
+/// Every line of `/events`, each flushed, until the agent goes away (exit 1). The first is
+/// `{"event":"subscribed",...}`: from there on no event is missed.
 async fn watch(agent: &Agent) -> Result<(), Failure> {
     let mut events = agent.get("/events").await?;
-    if events.status != 200 {
-        let status = events.status;
-        let body = events.text().await.unwrap_or_default();
-        return Err(Failure::runtime(format!(
-            "the agent on {} answered {status} to /events: {}",
-            agent.addr,
-            body.trim()
-        )));
-    }
-    let gone =
-        |why: String| Failure::runtime(format!("the agent on {} went away{why}", agent.addr));
     loop {
         match events.next_line().await {
             Ok(Some(line)) if line.trim().is_empty() => continue,
@@ -46,8 +37,13 @@ async fn watch(agent: &Agent) -> Result<(), Failure> {
                     return Ok(());
                 }
             }
-            Ok(None) => return Err(gone(String::new())),
-            Err(e) => return Err(gone(format!(": {e}"))),
+            Ok(None) => {
+                return Err(Failure::runtime(format!(
+                    "the agent on {} went away",
+                    agent.addr
+                )))
+            }
+            Err(e) => return Err(agent.body_failure("/events", e)),
         }
     }
 }

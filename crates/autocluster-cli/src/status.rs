@@ -1,9 +1,10 @@
 //! `autocluster status`: EMQX's one-line cluster status, a table of the members, and the
-//! health, from the agent's `GET /status`.
+//! health, from the agent's `GET /status` read as the library's [`StatusReport`].
 
 use std::fmt::Write;
+use std::time::SystemTime;
 
-use serde_json::Value;
+use autocluster::{MemberEntry, Status, StatusReport};
 
 use crate::cli::StatusArgs;
 use crate::client::Agent;
@@ -12,7 +13,7 @@ use crate::{print_out, Failure};
 /// Asks the agent and prints its answer.
 pub async fn run(args: &StatusArgs) -> Result<(), Failure> {
     let agent = Agent::locate(&args.agent)?;
-    let status = agent.get_json("/status").await?;
+    let status: StatusReport = agent.get_json("/status").await?;
     if args.json {
         let text = serde_json::to_string_pretty(&status).map_err(Failure::runtime)?;
         print_out(&(text + "\n"))
@@ -21,74 +22,46 @@ pub async fn run(args: &StatusArgs) -> Result<(), Failure> {
     }
 }
 
-/// The text form of a `/status` object.
-pub fn render(status: &Value) -> String {
+/// The text form of a status report.
+pub fn render(status: &StatusReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{}", emqx_status_line(status));
+    let _ = writeln!(out, "{}", status.emqx_status_line());
     let _ = writeln!(out);
-    out.push_str(&members_table(status));
+    out.push_str(&members_table(&status.members));
     let _ = writeln!(out);
     out.push_str(&health(status));
     out
 }
 
-/// `Cluster status: [{running_nodes,['a@h','b@h']}]`, with `,{stopped_nodes,[...]}` before
-/// the final `]` when some listed node does not run: the same as the library's
-/// `View::emqx_status_line`.
-pub fn emqx_status_line(status: &Value) -> String {
-    let list = |key: &str| {
-        status[key]
-            .as_array()
-            .map(|nodes| {
-                nodes
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(|n| format!("'{n}'"))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default()
-    };
-    let mut line = format!(
-        "Cluster status: [{{running_nodes,[{}]}}",
-        list("running_nodes")
-    );
-    let stopped = list("stopped_nodes");
-    if !stopped.is_empty() {
-        let _ = write!(line, ",{{stopped_nodes,[{stopped}]}}");
-    }
-    line.push(']');
-    line
-}
-
-fn members_table(status: &Value) -> String {
+fn members_table(members: &[MemberEntry]) -> String {
     let mut rows =
         vec![["NODE", "STATUS", "INCARNATION", "SINCE", "VERSION", "ADDRS"].map(String::from)];
-    for m in status["members"].as_array().into_iter().flatten() {
-        let text = |v: &Value| v.as_str().map(str::to_string);
-        let mut state = text(&m["status"]).unwrap_or_else(|| "?".into());
-        if m["vanishing"].as_bool() == Some(true) {
+    for m in members {
+        let mut state = match m.status {
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        }
+        .to_string();
+        if m.vanishing {
             state.push_str(" (vanishing)");
         }
-        let incarnation = match m["incarnation"].as_str() {
-            Some("0") | Some("") | None => "-".to_string(),
-            Some(hex) => hex.to_string(),
+        let incarnation = match m.member.incarnation.0 {
+            0 => "-".to_string(),
+            _ => m.member.incarnation.to_string(),
         };
-        let since = m["since"].as_u64().map_or("-".into(), utc);
-        let meta = &m["meta"];
-        let version = text(&meta["version"]).unwrap_or_else(|| "-".into());
-        let addrs = meta["addrs"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .filter(|a| !a.is_empty())
-            .unwrap_or_else(|| "-".into());
-        let node = text(&m["node"]).unwrap_or_else(|| "?".into());
-        rows.push([node, state, incarnation, since, version, addrs]);
+        let meta = m.member.meta.as_ref();
+        let version = meta.and_then(|meta| meta.version.clone());
+        let addrs = meta
+            .map(|meta| meta.addrs.join(","))
+            .filter(|a| !a.is_empty());
+        rows.push([
+            m.member.node.to_string(),
+            state,
+            incarnation,
+            utc(m.since),
+            version.unwrap_or_else(|| "-".into()),
+            addrs.unwrap_or_else(|| "-".into()),
+        ]);
     }
     let mut widths = [0usize; 6];
     for row in &rows {
@@ -110,46 +83,37 @@ fn members_table(status: &Value) -> String {
     out
 }
 
-fn health(status: &Value) -> String {
-    let h = &status["health"];
-    let yes_no = |v: &Value| {
-        if v.as_bool() == Some(true) {
-            "yes"
-        } else {
-            "no"
-        }
-    };
+fn health(status: &StatusReport) -> String {
+    let h = &status.health;
+    let yes_no = |v: bool| if v { "yes" } else { "no" };
     let mut out = String::new();
-    let node = status["node"].as_str().unwrap_or("?");
-    let cluster = status["cluster"].as_str().unwrap_or("?");
-    let _ = writeln!(out, "node:        {node} (cluster {cluster})");
-    let backend = h["backend"].as_str().or(status["backend"].as_str());
-    let _ = writeln!(out, "backend:     {}", backend.unwrap_or("?"));
-    let mut registered = yes_no(&h["registered"]).to_string();
-    if let Some(i) = h["incarnation"].as_u64().filter(|i| *i != 0) {
+    let _ = writeln!(
+        out,
+        "node:        {} (cluster {})",
+        status.node, status.cluster
+    );
+    let _ = writeln!(out, "backend:     {}", h.backend);
+    let mut registered = yes_no(h.registered).to_string();
+    if let Some(i) = h.incarnation.filter(|i| *i != 0) {
         let _ = write!(registered, " (incarnation {i:x})");
     }
     let _ = writeln!(out, "registered:  {registered}");
-    let freshness = if h["stale"].as_bool() == Some(false) {
-        "fresh"
-    } else {
+    let freshness = if h.stale {
         "stale (the last known view)"
-    };
-    let revision = status["revision"].as_u64().unwrap_or(0);
-    let synced = if h["synced"].as_bool() == Some(true) {
-        ""
     } else {
-        ", not synced yet"
+        "fresh"
     };
+    let synced = if h.synced { "" } else { ", not synced yet" };
+    let revision = status.revision.0;
     let _ = writeln!(out, "view:        {freshness}, revision {revision}{synced}");
-    let last_ok = h["last_success"].as_u64().map_or("never".into(), utc);
+    let last_ok = h.last_success.map_or("never".into(), utc);
     let _ = writeln!(out, "last success: {last_ok}");
-    match h["last_error"].as_str() {
+    match &h.last_error {
         Some(e) => {
-            let at = h["last_error_at"]
-                .as_u64()
+            let at = h
+                .last_error_at
                 .map_or(String::new(), |t| format!(" at {}", utc(t)));
-            let failures = h["consecutive_failures"].as_u64().unwrap_or(0);
+            let failures = h.consecutive_failures;
             let _ = writeln!(out, "last error:  {e}{at} ({failures} failures in a row)");
         }
         None => {
@@ -159,86 +123,102 @@ fn health(status: &Value) -> String {
     out
 }
 
-/// Milliseconds since the Unix epoch as `2024-11-24 21:17:03Z`.
-fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (eras of 400 years, March-based
-/// years, so the leap day comes last).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// `t` as `2024-11-24 21:17:03Z`; a time past year 9999 as seconds since the epoch.
+fn utc(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|date| date.format(format).ok())
+        .unwrap_or_else(|| format!("{secs} s after the Unix epoch"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
-    #[test]
-    fn the_emqx_line_matches_emqx() {
-        let s =
-            json!({"running_nodes": ["emqx1@127.0.0.1", "emqx2@127.0.0.1"], "stopped_nodes": []});
-        assert_eq!(
-            emqx_status_line(&s),
-            "Cluster status: [{running_nodes,['emqx1@127.0.0.1','emqx2@127.0.0.1']}]"
-        );
-        let s = json!({"running_nodes": ["a@h"], "stopped_nodes": ["b@h"]});
-        assert_eq!(
-            emqx_status_line(&s),
-            "Cluster status: [{running_nodes,['a@h']},{stopped_nodes,['b@h']}]"
-        );
-        assert_eq!(
-            emqx_status_line(&json!({})),
-            "Cluster status: [{running_nodes,[]}]"
-        );
+    fn at_ms(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
     }
 
     #[test]
     fn dates_are_utc() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
-        assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00Z");
-        assert_eq!(utc(1_732_483_023_500), "2024-11-24 21:17:03Z");
+        assert_eq!(utc(at_ms(0)), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(at_ms(951_782_400_000)), "2000-02-29 00:00:00Z");
+        assert_eq!(utc(at_ms(1_732_483_023_500)), "2024-11-24 21:17:03Z");
+        assert_eq!(
+            utc(at_ms(u64::MAX)),
+            "18446744073709551 s after the Unix epoch"
+        );
+    }
+
+    /// A `/status` body as an agent sends it.
+    fn report(stale: bool) -> StatusReport {
+        serde_json::from_value(json!({
+            "node": "a@h", "backend": "etcd", "cluster": "emqxcl", "revision": 7, "stale": stale,
+            "running_nodes": ["a@h"], "stopped_nodes": ["b@h"],
+            "members": [
+                {"node": "a@h", "status": "running", "incarnation": "ff", "since": 0,
+                 "vanishing": false, "created": 0,
+                 "meta": {"version": "0.1.0", "addrs": ["127.0.0.1:4370"]}},
+                {"node": "b@h", "status": "stopped", "incarnation": "0", "since": 0,
+                 "vanishing": true, "created": 0, "meta": null},
+            ],
+            "health": {"backend": "etcd", "registered": true, "incarnation": 255,
+                       "stale": stale, "synced": true, "in_view": true,
+                       "last_error": "etcd watch: down", "last_error_at": 1_732_483_023_500u64,
+                       "consecutive_failures": 3},
+        }))
+        .expect("a /status body")
     }
 
     #[test]
-    fn the_table_lists_every_member() {
-        let s = json!({
-            "node": "a@h", "cluster": "emqxcl", "revision": 7,
-            "running_nodes": ["a@h"], "stopped_nodes": [],
-            "members": [{"node": "a@h", "status": "running", "incarnation": "ff", "since": 0,
-                         "vanishing": false, "created": 0,
-                         "meta": {"version": "0.1.0", "addrs": ["127.0.0.1:4370"]}}],
-            "health": {"backend": "etcd", "registered": true, "stale": false, "synced": true,
-                       "consecutive_failures": 0},
-        });
-        let text = render(&s);
+    fn the_text_has_the_emqx_line_the_table_and_the_health() {
+        let text = render(&report(false));
         assert!(
-            text.starts_with("Cluster status: [{running_nodes,['a@h']}]\n"),
+            text.starts_with("Cluster status: [{running_nodes,['a@h']},{stopped_nodes,['b@h']}]\n"),
             "{text}"
         );
-        assert!(text.contains("a@h   running  ff"), "{text}");
-        assert!(text.contains("127.0.0.1:4370"), "{text}");
+        assert!(
+            text.contains("a@h   running              ff           1970-01-01 00:00:00Z  0.1.0    127.0.0.1:4370\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "b@h   stopped (vanishing)  -            1970-01-01 00:00:00Z  -        -\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("node:        a@h (cluster emqxcl)"), "{text}");
         assert!(text.contains("backend:     etcd"), "{text}");
-        assert!(text.contains("view:        fresh, revision 7"), "{text}");
-        assert!(text.contains("last error:  none"), "{text}");
+        assert!(text.contains("registered:  yes (incarnation ff)"), "{text}");
+        assert!(text.contains("view:        fresh, revision 7\n"), "{text}");
+        assert!(text.contains("last success: never"), "{text}");
+        assert!(
+            text.contains(
+                "last error:  etcd watch: down at 2024-11-24 21:17:03Z (3 failures in a row)"
+            ),
+            "{text}"
+        );
+        let text = render(&report(true));
+        assert!(
+            text.contains("view:        stale (the last known view), revision 7"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_json_is_printed_as_the_agent_sent_it() {
+        let body = serde_json::to_value(report(false)).unwrap();
+        let again: StatusReport = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!(serde_json::to_value(again).unwrap(), body);
+        assert_eq!(body["members"][0]["incarnation"], "ff");
+        assert_eq!(body["health"]["incarnation"], 255);
     }
 }

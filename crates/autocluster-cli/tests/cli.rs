@@ -1,13 +1,12 @@
 //! The `autocluster` binary, run for real: `check` on good and bad files, and an agent with
 //! `cluster.discovery = manual` (no outside service) asked by `status` and `members`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_autocluster");
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use common::{free_addr, http_get, run, text, wait_within, write_conf, Agent, Events};
 
 const SEED_BLOCK: &str = "\
 ## Cluster auto-discovery strategy.
@@ -17,111 +16,6 @@ cluster.etcd.prefix = emqxcl
 cluster.etcd.node_ttl = 1m
 node.name = emqx1@192.168.1.162
 ";
-
-/// The binary with `args`, without any `AUTOCLUSTER_*` variable of the test's environment.
-fn autocluster(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("AUTOCLUSTER_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    autocluster(args).output().expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn write_conf(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, body).unwrap();
-    path
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// `GET path` over plain HTTP/1.0 (so the body ends with the connection): (status, body).
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut response = String::new();
-    s.read_to_string(&mut response)?;
-    let status = response
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -TERM");
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-/// An agent process that is killed if the test fails before it stops it.
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_agent(dir: &Path, conf: &Path, admin: Option<SocketAddr>) -> Agent {
-    let log = dir.join(format!("agent-{}.log", admin.map_or(0, |a| a.port())));
-    let mut args = vec!["agent".to_string(), "-c".into(), conf.display().to_string()];
-    if let Some(a) = admin {
-        args.extend(["--admin".into(), a.to_string()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let child = autocluster(&args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    Agent { child, log }
-}
 
 #[test]
 fn check_accepts_the_emqx_seed_block() {
@@ -204,16 +98,13 @@ fn an_agent_with_manual_discovery_answers_status_members_and_metrics() {
         ),
     );
     let conf_s = conf.to_str().unwrap();
-    let mut agent = start_agent(dir.path(), &conf, None);
-
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match http_get(admin, "/health/ready") {
-            Ok((200, _)) => break,
-            _ if Instant::now() > deadline => panic!("never ready:\n{}", agent.log()),
-            _ => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    let mut agent = Agent::start(&conf);
+    wait_within(
+        Duration::from_secs(20),
+        "the agent to be ready",
+        || matches!(http_get(admin, "/health/ready"), Ok((200, _))).then_some(()),
+        || agent.log(),
+    );
     assert_eq!(http_get(admin, "/health/live").unwrap(), (200, "ok".into()));
 
     let out = run(&["status", "-c", conf_s]);
@@ -262,35 +153,21 @@ fn an_agent_with_manual_discovery_answers_status_members_and_metrics() {
     assert_eq!(members[0]["node"], "emqx1@127.0.0.1");
     assert_eq!(members[0]["status"], "running");
 
-    // A watcher follows the events until the agent goes away.
-    let mut watcher = autocluster(&["members", "--admin", &admin.to_string(), "--watch"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        watcher.try_wait().unwrap().is_none(),
-        "the watcher stopped early"
-    );
+    // A watcher follows the events until the agent goes away: it is subscribed, and still
+    // running then.
+    let mut watcher = Events::watch(&["--admin", &admin.to_string()]);
+    assert!(watcher.running(), "the watcher stopped early");
 
-    sigterm(&agent.child);
-    let status = wait_exit(&mut agent.child, Duration::from_secs(15));
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", agent.log());
+    let code = agent.stop_within(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{}", agent.log());
     assert!(
         agent.log().contains("leaving the cluster"),
         "{}",
         agent.log()
     );
 
-    let status = wait_exit(&mut watcher, Duration::from_secs(10)).expect("the watcher ends");
-    let mut stderr = String::new();
-    watcher
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = watcher.end(Duration::from_secs(10));
+    let status = status.expect("the watcher ends");
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("went away"), "{stderr}");
 }
@@ -328,8 +205,8 @@ fn an_agent_refuses_a_taken_admin_port_and_a_bad_file() {
         "node.conf",
         "node.name = emqx1@127.0.0.1\ncluster.discovery = manual\n",
     );
-    let mut agent = start_agent(dir.path(), &conf, Some(addr));
-    let status = wait_exit(&mut agent.child, Duration::from_secs(15));
+    let mut agent = Agent::start_with(&conf, &["--admin", &addr.to_string()], &[]);
+    let status = agent.wait_exit(Duration::from_secs(15));
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{}", agent.log());
     assert!(
         agent.log().contains(&format!("cannot listen on {addr}")),
@@ -365,12 +242,10 @@ fn completions_and_the_manual_page_print() {
 }
 
 /// Two agents on loopback multicast: a watcher of the first sees the second join, and leave
-/// at once when it is stopped. Skipped where multicast does not work on loopback.
+/// at once when it is stopped. Fails where multicast does not work on loopback.
 #[cfg(feature = "mcast")]
 #[test]
 fn members_watch_streams_joins_and_leaves() {
-    use std::io::BufRead;
-
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -387,54 +262,34 @@ fn members_watch_streams_joins_and_leaves() {
         write_conf(dir.path(), &format!("m{i}.conf"), &body)
     };
     let (admin1, admin2) = (free_addr(), free_addr());
-    let agent1 = start_agent(dir.path(), &conf(1, admin1), None);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !matches!(http_get(admin1, "/health/ready"), Ok((200, _))) {
-        if Instant::now() > deadline {
-            eprintln!("skipped: multicast does not work here\n{}", agent1.log());
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let agent1 = Agent::start(&conf(1, admin1));
+    wait_within(
+        Duration::from_secs(10),
+        "the first multicast agent to be ready",
+        || matches!(http_get(admin1, "/health/ready"), Ok((200, _))).then_some(()),
+        || {
+            format!(
+                "UDP multicast on loopback must work here (Linux gives it on `lo` as it is; \
+                 the demo and the hooks tests need it too)\n{}",
+                agent1.log()
+            )
+        },
+    );
 
-    let mut watcher = autocluster(&["members", "--admin", &admin1.to_string(), "--watch"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = watcher.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    std::thread::sleep(Duration::from_millis(300));
-
-    let mut agent2 = start_agent(dir.path(), &conf(2, admin2), None);
-    let next_event = |what: &str| -> serde_json::Value {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("no {what} event:\n{}", agent1.log()));
-        serde_json::from_str(&line).expect("one JSON object a line")
-    };
-    let joined = next_event("joined");
+    // Subscribed before the second node starts, so its join cannot be missed.
+    let mut watcher = Events::watch(&["--admin", &admin1.to_string()]);
+    let mut agent2 = Agent::start(&conf(2, admin2));
+    let mut next_event = |what: &str| watcher.next(Duration::from_secs(10), what, &|| agent1.log());
+    let joined = next_event("a joined event");
     assert_eq!(joined["event"], "joined", "{joined}");
     assert_eq!(joined["node"], "emqx2@127.0.0.1", "{joined}");
 
-    sigterm(&agent2.child);
-    let status = wait_exit(&mut agent2.child, Duration::from_secs(15));
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", agent2.log());
-    let left = next_event("left");
+    let code = agent2.stop_within(Duration::from_secs(15));
+    assert_eq!(code, Some(0), "{}", agent2.log());
+    let left = next_event("a left event");
     assert_eq!(left["event"], "left", "{left}");
     assert_eq!(left["node"], "emqx2@127.0.0.1", "{left}");
     assert_eq!(left["reason"], "deregistered", "{left}");
-
-    let _ = watcher.kill();
-    let _ = watcher.wait();
 }
 
 /// The admin endpoint has no authentication: it listens on loopback unless the operator
@@ -457,21 +312,18 @@ fn an_admin_endpoint_beyond_loopback_is_an_explicit_choice_with_a_warning() {
     // Chosen otherwise: all addresses (reached here over loopback only).
     let port = free_addr().port();
     let all: SocketAddr = format!("0.0.0.0:{port}").parse().unwrap();
-    let mut agent = start_agent(dir.path(), &conf, Some(all));
+    let mut agent = Agent::start_with(&conf, &["--admin", &all.to_string()], &[]);
     let local: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !matches!(http_get(local, "/health/ready"), Ok((200, _))) {
-        assert!(Instant::now() < deadline, "never ready:\n{}", agent.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_within(
+        Duration::from_secs(20),
+        "the agent to be ready",
+        || matches!(http_get(local, "/health/ready"), Ok((200, _))).then_some(()),
+        || agent.log(),
+    );
     let log = agent.log();
     assert!(
         log.contains("the admin endpoint listens beyond loopback and has no authentication"),
         "{log}"
     );
-    sigterm(&agent.child);
-    assert_eq!(
-        wait_exit(&mut agent.child, Duration::from_secs(20)).and_then(|s| s.code()),
-        Some(0)
-    );
+    assert_eq!(agent.stop_within(Duration::from_secs(20)), Some(0));
 }

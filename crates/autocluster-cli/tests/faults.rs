@@ -10,109 +10,46 @@
 //! --nocapture`). Every child process is killed when its guard drops, also on failure.
 #![cfg(feature = "etcd")]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use autocluster::plugin::Registration;
 use autocluster::{EngineConfig, EventKind, LeftReason, Metadata, NodeName, Settings};
 use autocluster_testkit::fixtures::etcd::EtcdServer;
 use autocluster_testkit::suite::Node;
+use common::{ms, node_conf, wait_within, Agent};
 
-const BIN: &str = env!("CARGO_BIN_EXE_autocluster");
 const WAIT: Duration = Duration::from_secs(40);
 const NODE_TTL: Duration = Duration::from_secs(3);
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// `autocluster agent` for `node` against `server`.
+fn start_agent(dir: &Path, node: &str, server: &str) -> Agent {
+    let body = format!(
+        "cluster.discovery = etcd\n\
+         cluster.etcd.server = {server}\n\
+         cluster.etcd.prefix = emqxcl\n\
+         cluster.etcd.node_ttl = {}s\n\
+         cluster.call_timeout = 2s\n\
+         cluster.backoff_min = 50ms\n\
+         cluster.backoff_max = 500ms\n",
+        NODE_TTL.as_secs()
+    );
+    Agent::start(&node_conf(dir, &node.replace('@', "_"), node, &body))
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// `autocluster agent -c <conf>`, killed (SIGCONT first, in case it is stopped) when dropped.
-struct Agent {
-    child: Child,
-    log: PathBuf,
-    admin: SocketAddr,
-}
-
-impl Agent {
-    fn start(dir: &Path, node: &str, server: &str) -> Agent {
-        let admin = free_addr();
-        let conf = dir.join(format!("{}.conf", node.replace('@', "_")));
-        std::fs::write(
-            &conf,
-            format!(
-                "node.name = {node}\n\
-                 node.admin_listen = {admin}\n\
-                 cluster.discovery = etcd\n\
-                 cluster.etcd.server = {server}\n\
-                 cluster.etcd.prefix = emqxcl\n\
-                 cluster.etcd.node_ttl = {}s\n\
-                 cluster.call_timeout = 2s\n\
-                 cluster.backoff_min = 50ms\n\
-                 cluster.backoff_max = 500ms\n",
-                NODE_TTL.as_secs()
-            ),
-        )
-        .unwrap();
-        let log = conf.with_extension("log");
-        let mut cmd = Command::new(BIN);
-        for (k, _) in std::env::vars_os() {
-            let k_text = k.to_string_lossy();
-            if k_text.starts_with("AUTOCLUSTER_") || k_text == "RUST_LOG" {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd
-            .args(["agent", "-c", conf.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Agent { child, log, admin }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {}", self.child.id());
-    }
-
-    /// `GET /health/ready`: the status code.
-    fn ready(&self) -> Option<u16> {
-        let mut s = TcpStream::connect_timeout(&self.admin, Duration::from_secs(1)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        write!(s, "GET /health/ready HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-        let mut r = String::new();
-        s.read_to_string(&mut r).ok()?;
-        r.get(9..12)?.parse().ok()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits until the agent answers 200 on `/health/ready`, at most [`WAIT`] (blocking this
+/// worker thread only: the runtime moves its other tasks away meanwhile).
+fn wait_ready(agent: &Agent, what: &str) {
+    tokio::task::block_in_place(|| {
+        wait_within(
+            WAIT,
+            what,
+            || agent.ready().filter(|(code, _)| *code == 200),
+            || agent.log(),
+        );
+    });
 }
 
 /// An in-process observer on `server`, recording every event.
@@ -129,10 +66,7 @@ fn observer(node: &str, server: &str) -> Node {
     let node = NodeName::parse(node).unwrap();
     let mut config = EngineConfig::new(Registration {
         node: node.clone(),
-        meta: Metadata {
-            node: Some(node),
-            ..Metadata::default()
-        },
+        meta: Metadata::of(node),
     });
     config.call_timeout = Duration::from_secs(2);
     config.backoff_min = Duration::from_millis(50);
@@ -166,7 +100,7 @@ async fn a_paused_agent_leaves_and_comes_back_with_a_new_incarnation() {
     let dir = tempfile::tempdir().unwrap();
     let paused = "paused@127.0.0.1";
     let (o1, o2) = ("watcher1@127.0.0.1", "watcher2@127.0.0.1");
-    let agent = Agent::start(dir.path(), paused, &etcd.endpoint());
+    let agent = start_agent(dir.path(), paused, &etcd.endpoint());
     let observers = [
         observer(o1, &etcd.endpoint()),
         observer(o2, &etcd.endpoint()),
@@ -175,15 +109,7 @@ async fn a_paused_agent_leaves_and_comes_back_with_a_new_incarnation() {
     for o in &observers {
         o.wait_for_running(&all, WAIT).await;
     }
-    let deadline = Instant::now() + WAIT;
-    while agent.ready() != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "the agent is not ready:\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&agent, "the agent to be ready");
     let before = incarnation(&observers[0], paused).unwrap();
     // Marks once the recorders hold every Joined of the start.
     for o in &observers {
@@ -228,15 +154,7 @@ async fn a_paused_agent_leaves_and_comes_back_with_a_new_incarnation() {
     }
     let after = incarnation(&observers[0], paused).unwrap();
     assert_ne!(before, after, "a new incarnation");
-    let deadline = Instant::now() + WAIT;
-    while agent.ready() != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "not ready again:\n{}",
-            agent.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(&agent, "the agent to be ready again");
     for (i, o) in observers.iter().enumerate() {
         o.wait_count(paused, EventKind::Joined, 2, WAIT).await;
         assert_eq!(incarnation(o, paused), Some(after));

@@ -6,41 +6,17 @@
 //! never by fixed sleeps; every agent is killed when its guard drops, also when a test fails.
 #![cfg(feature = "mcast")]
 
+mod common;
+
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::net::UdpSocket;
+use std::path::Path;
 
-const BIN: &str = env!("CARGO_BIN_EXE_autocluster");
-
-/// The longest any awaited condition may take.
-const WAIT: Duration = Duration::from_secs(30);
-
-/// The binary with `args`, without any `AUTOCLUSTER_*` or `RUST_LOG` variable of the test's
-/// environment.
-fn autocluster(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("RUST_LOG");
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("AUTOCLUSTER_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
+use common::{http_status, node_conf, wait_for, Agent, BIN, WAIT};
 
 fn random() -> u64 {
     RandomState::new().build_hasher().finish()
-}
-
-fn free_admin() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 /// Settings of a multicast cluster of its own: a random group, a free port, a random cookie.
@@ -63,103 +39,15 @@ fn mcast_cluster() -> String {
     )
 }
 
-/// `GET path` over plain HTTP/1.0: the status code.
-fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    s.read_to_string(&mut response).ok()?;
-    response.get(9..12)?.parse().ok()
-}
-
-/// Polls `f` until it gives a value, at most [`WAIT`]; panics with `diag()` otherwise.
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>, diag: impl Fn() -> String) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("{what}: not within {WAIT:?}\n{}", diag());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// A running agent; killed when dropped.
-struct Agent {
-    child: Child,
-    name: String,
-    admin: SocketAddr,
-    log: PathBuf,
-}
-
-impl Agent {
-    /// Starts `autocluster agent` on a `.conf` of `node.name = name` and `body`, with `flags`.
-    fn start(dir: &Path, name: &str, body: &str, flags: &[&str]) -> Agent {
-        let admin = free_admin();
-        let short = name.split('@').next().unwrap();
-        let conf = dir.join(format!("{short}.conf"));
-        std::fs::write(
-            &conf,
-            format!("node.name = {name}\nnode.admin_listen = {admin}\n{body}"),
-        )
-        .unwrap();
-        let log = dir.join(format!("{short}.log"));
-        let mut args = vec!["agent", "-c", conf.to_str().unwrap()];
-        args.extend_from_slice(flags);
-        let child = autocluster(&args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Agent {
-            child,
-            name: name.to_string(),
-            admin,
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        read(&self.log)
-    }
-
-    fn wait_ready(&self) {
-        wait_for(
-            &format!("{} ready", self.name),
-            || (http_status(self.admin, "/health/ready") == Some(200)).then_some(()),
-            || self.log(),
-        );
-    }
-
-    /// SIGTERM, then waits for the exit.
-    fn stop(&mut self) -> ExitStatus {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -TERM");
-        let log = self.log.clone();
-        wait_for(
-            &format!("{} exits", self.name),
-            || self.child.try_wait().unwrap(),
-            || read(&log),
-        )
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `autocluster agent FLAGS...` on `<dir>/<short name>.conf`: `node.name = name`, an
+/// admin endpoint, and `body`.
+fn start_agent(dir: &Path, name: &str, body: &str, flags: &[&str]) -> Agent {
+    let short = name.split('@').next().unwrap();
+    Agent::start_with(&node_conf(dir, short, name, body), flags, &[])
 }
 
 /// Waits until the file at `path` reads `want`.
@@ -211,7 +99,7 @@ fn a_manual_agent_writes_itself_to_the_members_file() {
         check.display(),
         check.display()
     );
-    let mut agent = Agent::start(
+    let mut agent = start_agent(
         dir.path(),
         "emqx1@127.0.0.1",
         "cluster.discovery = manual\n",
@@ -231,7 +119,7 @@ fn a_manual_agent_writes_itself_to_the_members_file() {
     assert!(out.contains("rc=0"), "{out}");
     assert!(out.contains("node.name = emqx1@127.0.0.1"), "{out}");
 
-    assert_eq!(agent.stop().code(), Some(0), "{}", agent.log());
+    assert_eq!(agent.stop(), Some(0), "{}", agent.log());
     let files: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -246,19 +134,14 @@ fn a_manual_agent_writes_itself_to_the_members_file() {
 fn a_members_file_that_cannot_be_written_stops_the_agent_before_it_starts() {
     let dir = tempfile::tempdir().unwrap();
     let members = dir.path().join("no/such/dir/members");
-    let mut agent = Agent::start(
+    let mut agent = start_agent(
         dir.path(),
         "emqx1@127.0.0.1",
         "cluster.discovery = manual\n",
         &["--members-file", members.to_str().unwrap()],
     );
-    let log = agent.log.clone();
-    let status = wait_for(
-        "the agent exits",
-        || agent.child.try_wait().unwrap(),
-        || read(&log),
-    );
-    assert_eq!(status.code(), Some(2), "{}", agent.log());
+    let status = agent.wait_exit(WAIT);
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{}", agent.log());
     let log = agent.log();
     assert!(
         log.contains("--members-file") && log.contains("cannot write"),
@@ -280,7 +163,7 @@ fn two_agents_over_multicast_keep_the_members_file_and_run_the_handler() {
     );
     let n1 = "hooks1@127.0.0.31";
     let n2 = "hooks2@127.0.0.32";
-    let a1 = Agent::start(
+    let a1 = start_agent(
         dir.path(),
         n1,
         &cluster,
@@ -296,7 +179,7 @@ fn two_agents_over_multicast_keep_the_members_file_and_run_the_handler() {
     let line = await_line(&events, &format!("joined {n1} "), || a1.log());
     assert!(line.contains(&format!("self={n1} ")), "{line}");
 
-    let mut a2 = Agent::start(dir.path(), n2, &cluster, &[]);
+    let mut a2 = start_agent(dir.path(), n2, &cluster, &[]);
     a2.wait_ready();
     await_file(&members, &format!("{n1}\n{n2}\n"), || a1.log());
     let line = await_line(&events, &format!("joined {n2} "), || a1.log());
@@ -307,7 +190,7 @@ fn two_agents_over_multicast_keep_the_members_file_and_run_the_handler() {
     assert!(fields[5].starts_with("cluster=hooks"), "{line}");
     assert!(fields[6].len() > "inc=".len(), "an incarnation: {line}");
 
-    assert_eq!(a2.stop().code(), Some(0), "{}", a2.log());
+    assert_eq!(a2.stop(), Some(0), "{}", a2.log());
     await_file(&members, &format!("{n1}\n"), || a1.log());
     let line = await_line(&events, &format!("left {n2} "), || a1.log());
     let fields: Vec<&str> = line.split_whitespace().collect();
@@ -347,7 +230,7 @@ fn failing_and_slow_handlers_do_not_stop_the_agent() {
     );
     let n1 = "slow1@127.0.0.41";
     let n2 = "slow2@127.0.0.42";
-    let a1 = Agent::start(
+    let a1 = start_agent(
         dir.path(),
         n1,
         &cluster,
@@ -374,7 +257,7 @@ fn failing_and_slow_handlers_do_not_stop_the_agent() {
         "the stderr tail: {log}"
     );
 
-    let mut a2 = Agent::start(dir.path(), n2, &cluster, &[]);
+    let mut a2 = start_agent(dir.path(), n2, &cluster, &[]);
     a2.wait_ready();
     await_line(&events, &format!("joined {n2}"), || a1.log());
     wait_for(
@@ -394,10 +277,10 @@ fn failing_and_slow_handlers_do_not_stop_the_agent() {
     );
 
     // The agent goes on: it is alive, follows the membership and runs the next handler.
-    assert_eq!(http_status(a1.admin, "/health/live"), Some(200));
+    assert_eq!(http_status(a1.admin(), "/health/live"), Some(200));
     await_file(&members, &format!("{n1}\n{n2}\n"), || a1.log());
-    assert_eq!(a2.stop().code(), Some(0), "{}", a2.log());
+    assert_eq!(a2.stop(), Some(0), "{}", a2.log());
     await_line(&events, &format!("left {n2}"), || a1.log());
     await_file(&members, &format!("{n1}\n"), || a1.log());
-    assert_eq!(http_status(a1.admin, "/health/ready"), Some(200));
+    assert_eq!(http_status(a1.admin(), "/health/ready"), Some(200));
 }

@@ -13,13 +13,19 @@ use crate::{
 /// How a backend delivers the view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ViewMode {
-    /// A snapshot, then changes pushed by [`Discovery::watch`] (etcd, multicast).
+    /// A snapshot, then changes pushed by [`Discovery::watch`] from the snapshot's revision
+    /// (etcd).
     Push,
     /// Only snapshots; the engine asks for one every `interval` (static seeds, DNS).
     Poll {
         /// How often to ask.
         interval: Duration,
     },
+    /// Members announce themselves and the backend passes on what it hears, as it hears it,
+    /// through [`Discovery::observe`] (multicast): no snapshot, no history, no revision. The
+    /// engine's table applies each observation and expires a member not heard from again
+    /// within the TTL it carries.
+    Observe,
 }
 
 /// How a node registers itself with a backend.
@@ -36,7 +42,20 @@ pub enum Registrations {
 }
 
 /// What a backend can do; the engine and the behaviour suite choose by it.
+///
+/// Built from [`Capabilities::default`] (or one of the view constructors) and the `with_`
+/// methods, so a field added later does not break a backend:
+///
+/// ```
+/// use std::time::Duration;
+/// use autocluster_plugin::{Capabilities, Registrations};
+/// let caps = Capabilities::push()
+///     .with_registration(Registrations::ServerLease, Duration::from_secs(60), Duration::from_secs(20))
+///     .with_lock();
+/// assert!(caps.lock);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Capabilities {
     /// Pushed changes or polled snapshots.
     pub view: ViewMode,
@@ -51,6 +70,81 @@ pub struct Capabilities {
     /// Whether the backend lists candidates only, so the engine must probe each one to know
     /// whether it runs (static seeds, DNS).
     pub candidates_only: bool,
+}
+
+impl Default for Capabilities {
+    /// Pushed changes, no registration, a TTL of 60 s renewed every 20 s, no lock, members
+    /// that run while listed.
+    fn default() -> Self {
+        Capabilities {
+            view: ViewMode::Push,
+            registration: Registrations::None,
+            ttl: Duration::from_secs(60),
+            keep_alive_every: Duration::from_secs(20),
+            lock: false,
+            candidates_only: false,
+        }
+    }
+}
+
+impl Capabilities {
+    /// A backend that gives a snapshot, then pushes changes ([`ViewMode::Push`]).
+    pub fn push() -> Self {
+        Capabilities::default()
+    }
+
+    /// A backend read by a snapshot every `interval` ([`ViewMode::Poll`]).
+    pub fn poll(interval: Duration) -> Self {
+        Capabilities {
+            view: ViewMode::Poll { interval },
+            ..Capabilities::default()
+        }
+    }
+
+    /// A backend that passes on what it hears ([`ViewMode::Observe`]).
+    pub fn observe() -> Self {
+        Capabilities {
+            view: ViewMode::Observe,
+            ..Capabilities::default()
+        }
+    }
+
+    /// How the view is delivered.
+    pub fn with_view(mut self, view: ViewMode) -> Self {
+        self.view = view;
+        self
+    }
+
+    /// How this node registers, the registration's TTL, and how often it is renewed.
+    pub fn with_registration(
+        mut self,
+        registration: Registrations,
+        ttl: Duration,
+        keep_alive_every: Duration,
+    ) -> Self {
+        self.registration = registration;
+        self.ttl = ttl;
+        self.keep_alive_every = keep_alive_every;
+        self
+    }
+
+    /// The TTL alone (for backends without registration: the grace period's default).
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// [`Discovery::lock`] is supported.
+    pub fn with_lock(mut self) -> Self {
+        self.lock = true;
+        self
+    }
+
+    /// The backend lists candidates that the engine must probe.
+    pub fn with_candidates_only(mut self) -> Self {
+        self.candidates_only = true;
+        self
+    }
 }
 
 /// What this node registers.
@@ -148,8 +242,15 @@ pub trait Discovery: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 
-    /// Every member now, and the revision of that view.
-    async fn snapshot(&self) -> Result<Snapshot>;
+    /// Every member now, and the revision of that view ([`ViewMode::Push`] and
+    /// [`ViewMode::Poll`]).
+    async fn snapshot(&self) -> Result<Snapshot> {
+        Err(
+            Error::new(ErrorKind::Unsupported, "this backend gives no snapshot")
+                .with_backend(self.name())
+                .with_operation("snapshot"),
+        )
+    }
 
     /// Changes after `after`, as they happen. The stream yields a first batch (empty when
     /// nothing changed since `after`) as soon as the watch is established, so the engine
@@ -161,6 +262,24 @@ pub trait Discovery: Send + Sync + fmt::Debug + 'static {
         let e = Error::new(ErrorKind::Unsupported, "this backend does not push changes")
             .with_backend(self.name())
             .with_operation("watch");
+        Box::pin(futures::stream::once(async move { Err(e) }))
+    }
+
+    /// What the backend hears from now on ([`ViewMode::Observe`]): a first, empty batch as
+    /// soon as it listens, then the observations as they come: a [`Change::Put`] with the
+    /// member's TTL for every announcement heard, a [`Change::Delete`] of an incarnation for
+    /// every leave. The batch's revision is not used. The stream ends, or yields an error,
+    /// when listening breaks; the engine opens it again.
+    ///
+    /// [`Change::Put`]: crate::Change::Put
+    /// [`Change::Delete`]: crate::Change::Delete
+    fn observe(&self) -> BoxStream<Result<WatchBatch>> {
+        let e = Error::new(
+            ErrorKind::Unsupported,
+            "this backend does not observe members",
+        )
+        .with_backend(self.name())
+        .with_operation("observe");
         Box::pin(futures::stream::once(async move { Err(e) }))
     }
 

@@ -58,8 +58,10 @@ pub struct Revision(pub u64);
 /// What a node says about itself, stored as JSON in its registration.
 ///
 /// Every field is optional: a key written by EMQX 4.x itself has an empty value and is read as
-/// a member without metadata (`Member::meta` is `None`).
+/// a member without metadata (`Member::meta` is `None`). Built from [`Metadata::default`] or
+/// [`Metadata::of`] and the `with_` methods, so a field added later breaks nobody.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Metadata {
     /// The node's name, repeated so a value read on its own is self-describing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,8 +80,46 @@ pub struct Metadata {
     pub labels: BTreeMap<String, String>,
 }
 
+impl Metadata {
+    /// The metadata of `node`: its name and nothing else yet.
+    pub fn of(node: NodeName) -> Self {
+        Metadata {
+            node: Some(node),
+            ..Metadata::default()
+        }
+    }
+
+    /// With the addresses the node advertises.
+    pub fn with_addrs(mut self, addrs: Vec<String>) -> Self {
+        self.addrs = addrs;
+        self
+    }
+
+    /// With the software version the node runs.
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// With the node's start time, in milliseconds since the Unix epoch.
+    pub fn with_started_at_ms(mut self, ms: u64) -> Self {
+        self.started_at_ms = Some(ms);
+        self
+    }
+
+    /// With one more label.
+    pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+}
+
 /// One member as a backend sees it.
+///
+/// Built with [`Member::new`] (or [`Member::bare`]) and the `with_` methods, so a field added
+/// later breaks no backend.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Member {
     /// The node's name.
     pub node: NodeName,
@@ -100,13 +140,36 @@ pub struct Member {
 impl Member {
     /// A member with no metadata, incarnation 0 and no TTL: a seed or a DNS answer.
     pub fn bare(node: NodeName) -> Self {
+        Member::new(node, Incarnation(0))
+    }
+
+    /// `node` in its life `incarnation`, with no metadata, no TTL and creation revision 0.
+    pub fn new(node: NodeName, incarnation: Incarnation) -> Self {
         Member {
             node,
-            incarnation: Incarnation(0),
+            incarnation,
             meta: None,
             ttl: None,
             created: Revision(0),
         }
+    }
+
+    /// With metadata (`None`: a registration without any).
+    pub fn with_meta(mut self, meta: Option<Metadata>) -> Self {
+        self.meta = meta;
+        self
+    }
+
+    /// With a TTL: the engine expires the member when it is not heard from within it.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// With the revision at which the registration was created.
+    pub fn with_created(mut self, created: Revision) -> Self {
+        self.created = created;
+        self
     }
 }
 

@@ -270,14 +270,9 @@ impl Discovery for MemoryBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            view: self.view,
-            registration: Registrations::ServerLease,
-            ttl: self.ttl,
-            keep_alive_every: self.ttl / 3,
-            lock: false,
-            candidates_only: false,
-        }
+        Capabilities::default()
+            .with_view(self.view)
+            .with_registration(Registrations::ServerLease, self.ttl, self.ttl / 3)
     }
 
     async fn register(&self, reg: &Registration) -> Result<Lease> {
@@ -286,13 +281,9 @@ impl Discovery for MemoryBackend {
         s.next_lease += 1;
         let id = s.next_lease;
         s.leases.insert(id, (Instant::now() + self.ttl, self.ttl));
-        let member = Member {
-            node: reg.node.clone(),
-            incarnation: Incarnation(id),
-            meta: Some(reg.meta.clone()),
-            ttl: None,
-            created: Revision(s.revision + 1),
-        };
+        let member = Member::new(reg.node.clone(), Incarnation(id))
+            .with_meta(Some(reg.meta.clone()))
+            .with_created(Revision(s.revision + 1));
         s.keys.insert(reg.node.clone(), (member.clone(), id));
         server.record(&mut s, Change::Put(member));
         Ok(Lease { id, ttl: self.ttl })
@@ -319,13 +310,9 @@ impl Discovery for MemoryBackend {
                 .with_backend("memory")
                 .with_operation("refresh"));
         }
-        let member = Member {
-            node: reg.node.clone(),
-            incarnation: Incarnation(lease.id),
-            meta: Some(reg.meta.clone()),
-            ttl: None,
-            created: Revision(s.revision + 1),
-        };
+        let member = Member::new(reg.node.clone(), Incarnation(lease.id))
+            .with_meta(Some(reg.meta.clone()))
+            .with_created(Revision(s.revision + 1));
         s.keys.insert(reg.node.clone(), (member.clone(), lease.id));
         server.record(&mut s, Change::Put(member));
         Ok(())

@@ -38,11 +38,7 @@ pub trait Target: Send + Sync {
     fn engine_config(&self, node: &NodeName) -> EngineConfig {
         let mut c = EngineConfig::new(Registration {
             node: node.clone(),
-            meta: Metadata {
-                node: Some(node.clone()),
-                version: Some("suite".into()),
-                ..Metadata::default()
-            },
+            meta: Metadata::of(node.clone()).with_version("suite"),
         });
         c.call_timeout = Duration::from_secs(3);
         c.backoff_min = Duration::from_millis(50);
@@ -260,6 +256,15 @@ impl Discovery for Gated {
     }
     fn watch(&self, after: Revision) -> BoxStream<PluginResult<WatchBatch>> {
         self.inner.watch(after)
+    }
+    fn observe(&self) -> BoxStream<PluginResult<WatchBatch>> {
+        use futures::StreamExt;
+        let mut gate = self.gate.clone();
+        let opened = futures::stream::once(async move {
+            let _ = gate.wait_for(|open| *open).await;
+        })
+        .filter_map(|()| async { None });
+        Box::pin(opened.chain(self.inner.observe()))
     }
     async fn lock(&self, lease: &Lease, timeout: Duration) -> PluginResult<LockToken> {
         self.inner.lock(lease, timeout).await

@@ -233,3 +233,104 @@ async fn a_compaction_makes_watchers_resync_without_false_events() {
     b.leave().await;
     c.leave().await;
 }
+
+/// A backend whose watch panics when the switch is on: a bug in a backend, or a panic in
+/// anything the view task calls.
+#[derive(Debug)]
+struct PanicsOnWatch {
+    inner: std::sync::Arc<autocluster_testkit::memory::MemoryBackend>,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[autocluster_plugin::async_trait]
+impl autocluster_plugin::Discovery for PanicsOnWatch {
+    fn name(&self) -> &'static str {
+        "panics-on-watch"
+    }
+    fn capabilities(&self) -> autocluster_plugin::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn register(
+        &self,
+        reg: &autocluster_plugin::Registration,
+    ) -> autocluster_plugin::Result<autocluster_plugin::Lease> {
+        self.inner.register(reg).await
+    }
+    async fn keep_alive(
+        &self,
+        lease: &autocluster_plugin::Lease,
+    ) -> autocluster_plugin::Result<Duration> {
+        self.inner.keep_alive(lease).await
+    }
+    async fn deregister(
+        &self,
+        lease: &autocluster_plugin::Lease,
+    ) -> autocluster_plugin::Result<()> {
+        self.inner.deregister(lease).await
+    }
+    async fn snapshot(&self) -> autocluster_plugin::Result<autocluster_plugin::Snapshot> {
+        self.inner.snapshot().await
+    }
+    fn watch(
+        &self,
+        after: autocluster_plugin::Revision,
+    ) -> autocluster_plugin::BoxStream<autocluster_plugin::Result<autocluster_plugin::WatchBatch>>
+    {
+        use futures::StreamExt;
+        let armed = self.armed.clone();
+        self.inner
+            .watch(after)
+            .map(move |item| {
+                assert!(!armed.load(Ordering::Relaxed), "a bug in the backend");
+                item
+            })
+            .boxed()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_task_fails_the_engine_and_the_node_leaves() {
+    let t = mem();
+    let a = Node::start(&t, "a@127.0.0.1").await;
+    let bn = name("b@127.0.0.1");
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backend = std::sync::Arc::new(PanicsOnWatch {
+        inner: t.server.backend(TTL),
+        armed: armed.clone(),
+    });
+    let b = Node::start_with(backend, t.engine_config(&bn));
+    let both = ["a@127.0.0.1", "b@127.0.0.1"];
+    a.wait_for_running(&both, PATIENCE).await;
+    b.wait_for_running(&both, PATIENCE).await;
+    assert!(b.cluster.health().is_ready());
+    // The next watch batch b's view task reads panics it.
+    armed.store(true, Ordering::Relaxed);
+    let _c = Node::start(&t, "c@127.0.0.1").await;
+    let mut rx = b.cluster.watch_health();
+    let health = tokio::time::timeout(PATIENCE, rx.wait_for(|h| h.failed.is_some()))
+        .await
+        .expect("the failure is noticed")
+        .unwrap()
+        .clone();
+    let why = health.failed.clone().unwrap();
+    assert!(
+        why.contains("view task panicked") && why.contains("a bug in the backend"),
+        "{why}"
+    );
+    assert!(!health.is_ready(), "never ready over a frozen view");
+    assert_eq!(b.cluster.stats().task_failures.load(Ordering::Relaxed), 1);
+    // b deregistered: its peer sees it leave at once, not after its TTL.
+    a.wait_for_running(&["a@127.0.0.1", "c@127.0.0.1"], PATIENCE)
+        .await;
+    assert!(!t.server.nodes().contains(&bn));
+    let left: Vec<_> = a
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == EventKind::Left && e.node == bn)
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(left, vec![Some(LeftReason::Deregistered)]);
+    a.leave().await;
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use autocluster_plugin::{
     async_trait, Capabilities, Change, Discovery, Lease, Member, Metadata, NodeName, Registrations,
-    Result, Revision, Snapshot, ViewMode,
+    Result, Revision, Snapshot,
 };
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -37,14 +37,11 @@ impl Discovery for NoBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            view: ViewMode::Push,
-            registration: Registrations::ServerLease,
-            ttl: Duration::from_secs(60),
-            keep_alive_every: Duration::from_secs(20),
-            lock: false,
-            candidates_only: false,
-        }
+        Capabilities::push().with_registration(
+            Registrations::ServerLease,
+            Duration::from_secs(60),
+            Duration::from_secs(20),
+        )
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {
@@ -63,25 +60,19 @@ pub fn node_name(i: usize) -> NodeName {
 /// start time), for simulated member `i`.
 pub fn metadata(i: usize) -> Metadata {
     let node = node_name(i);
-    Metadata {
-        addrs: vec![format!("{}:4370", node.host())],
-        node: Some(node),
-        version: Some(env!("CARGO_PKG_VERSION").to_string()),
-        started_at_ms: Some(unix_ms(SystemTime::now())),
-        labels: Default::default(),
-    }
+    let addr = format!("{}:4370", node.host());
+    Metadata::of(node)
+        .with_addrs(vec![addr])
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .with_started_at_ms(unix_ms(SystemTime::now()))
 }
 
 /// Simulated member `i` as the etcd backend reads it back: incarnation (lease id) `lease`,
 /// created at revision `created`.
 pub fn member(i: usize, lease: u64, created: u64) -> Member {
-    Member {
-        node: node_name(i),
-        incarnation: autocluster_plugin::Incarnation(lease),
-        meta: Some(metadata(i)),
-        ttl: None,
-        created: Revision(created),
-    }
+    Member::new(node_name(i), autocluster_plugin::Incarnation(lease))
+        .with_meta(Some(metadata(i)))
+        .with_created(Revision(created))
 }
 
 /// The member table and the publish step of the view task, as a node runs them for each

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use autocluster_plugin::{
     Discovery, Error, ErrorKind, LockToken, Member, Metadata, NodeName, Registration, Result,
 };
+use futures::future::BoxFuture;
 use tokio::sync::{broadcast, watch};
 
 use crate::config::Settings;
@@ -31,7 +32,6 @@ use crate::view::{unix_ms, Event, Health, View};
 pub struct Cluster {
     engine: Engine,
     shared: Arc<Shared>,
-    extra: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -57,24 +57,21 @@ impl Cluster {
         let backend = crate::dispatch::build_backend(settings)?;
         let mut config = EngineConfig::new(Registration {
             node: settings.node.clone(),
-            meta: Metadata {
-                node: Some(settings.node.clone()),
-                addrs: settings.listen.iter().map(|a| a.to_string()).collect(),
-                version: Some(env!("CARGO_PKG_VERSION").to_string()),
-                started_at_ms: Some(unix_ms(SystemTime::now())),
-                labels: Default::default(),
-            },
+            meta: Metadata::of(settings.node.clone())
+                .with_addrs(settings.listen.iter().map(|a| a.to_string()).collect())
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .with_started_at_ms(unix_ms(SystemTime::now())),
         });
         config.call_timeout = settings.call_timeout;
         config.backoff_min = settings.backoff_min;
         config.backoff_max = settings.backoff_max;
         config.grace = settings.grace;
         config.probe_interval = settings.probe_interval;
-        let mut extra = Vec::new();
+        let mut extra: Vec<(&'static str, BoxFuture<'static, ()>)> = Vec::new();
         if backend.capabilities().candidates_only {
             let (listener, prober) = peer_listener_and_prober(settings).await?;
             config.registration.meta.addrs = vec![listener.local_addr().to_string()];
-            extra.push(listener.spawn());
+            extra.push(("probe listener", Box::pin(listener.run())));
             config.prober = Some(prober);
         }
         Ok(Cluster::assemble(backend, config, extra))
@@ -89,15 +86,11 @@ impl Cluster {
     fn assemble(
         backend: Arc<dyn Discovery>,
         config: EngineConfig,
-        extra: Vec<tokio::task::JoinHandle<()>>,
+        extra: Vec<(&'static str, BoxFuture<'static, ()>)>,
     ) -> Cluster {
-        let engine = Engine::spawn(backend, config);
+        let engine = Engine::spawn(backend, config, extra);
         let shared = engine.shared.clone();
-        Cluster {
-            engine,
-            shared,
-            extra,
-        }
+        Cluster { engine, shared }
     }
 
     /// This node.
@@ -124,6 +117,13 @@ impl Cluster {
     /// `RecvError::Lagged` and should read [`Cluster::view`] to catch up.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.shared.subscribe_events()
+    }
+
+    /// The current view and a receiver of exactly the events that follow it: an event is
+    /// either already reflected in the view or comes through the receiver, never both, never
+    /// neither.
+    pub fn view_and_events(&self) -> (View, broadcast::Receiver<Event>) {
+        self.shared.subscribe_with_view()
     }
 
     /// The engine's health now.
@@ -200,9 +200,6 @@ impl Cluster {
     /// and stops. The handle stays readable (the last view) but no longer changes.
     pub async fn leave(&self) -> Result<()> {
         self.engine.shutdown().await;
-        for t in &self.extra {
-            t.abort();
-        }
         Ok(())
     }
 }
@@ -212,17 +209,6 @@ impl Cluster {
     /// registration's TTL runs out. For tests, demos, and handing a registration over.
     pub fn abandon(&self) {
         self.engine.abort();
-        for t in &self.extra {
-            t.abort();
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for t in &self.extra {
-            t.abort();
-        }
     }
 }
 

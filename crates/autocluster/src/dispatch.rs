@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use autocluster_plugin::{
-    BackendContext, Capabilities, Discovery, Error, ErrorKind, Member, NodeName, Registrations,
-    Result, Revision, Snapshot, ViewMode,
+    BackendContext, Capabilities, Discovery, Error, ErrorKind, Member, NodeName, Result, Revision,
+    Snapshot,
 };
 
 use crate::config::Settings;
@@ -108,16 +108,7 @@ impl Discovery for Manual {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            view: ViewMode::Poll {
-                interval: Duration::from_secs(3600),
-            },
-            registration: Registrations::None,
-            ttl: Duration::from_secs(3600),
-            keep_alive_every: Duration::from_secs(3600),
-            lock: false,
-            candidates_only: false,
-        }
+        Capabilities::poll(Duration::from_secs(3600)).with_ttl(Duration::from_secs(3600))
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {

@@ -28,6 +28,7 @@ pub mod config;
 pub mod dispatch;
 pub mod engine;
 pub mod probe;
+mod report;
 mod view;
 
 pub use autocluster_plugin as plugin;
@@ -35,4 +36,5 @@ pub use autocluster_plugin::{Error, ErrorKind, Member, Metadata, NodeName};
 pub use cluster::{Cluster, ClusterLock};
 pub use config::{ConfigError, Settings};
 pub use engine::EngineConfig;
+pub use report::{HealthReport, StatusReport};
 pub use view::{Event, EventKind, Health, LeftReason, MemberEntry, Status, View};

@@ -4,14 +4,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use autocluster_plugin::{Member, NodeName, Revision};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Whether a member runs.
 ///
 /// Members of backends that register (etcd, multicast) are running while registered. Members
 /// of backends that only list candidates (static seeds, DNS) are running once the liveness
 /// probe has proved them, stopped otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Registered, or answered the probe as the expected node.
@@ -20,8 +20,9 @@ pub enum Status {
     Stopped,
 }
 
-/// One entry of the view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One entry of the view. In JSON (`/members`, `/status`), the member's fields with
+/// `status`, `since` (milliseconds since the Unix epoch) and `vanishing` beside them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberEntry {
     /// The member as the backend reports it.
     #[serde(flatten)]
@@ -111,24 +112,26 @@ impl View {
     /// `Cluster status: [{running_nodes,['a@h','b@h']}]`, with
     /// `,{stopped_nodes,[...]}` before the final `]` when some listed node does not run.
     pub fn emqx_status_line(&self) -> String {
-        let list = |nodes: Vec<NodeName>| {
-            nodes
-                .iter()
-                .map(|n| format!("'{n}'"))
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let mut s = format!(
-            "Cluster status: [{{running_nodes,[{}]}}",
-            list(self.running_nodes())
-        );
-        let stopped = self.stopped_nodes();
-        if !stopped.is_empty() {
-            s.push_str(&format!(",{{stopped_nodes,[{}]}}", list(stopped)));
-        }
-        s.push(']');
-        s
+        emqx_status_line(&self.running_nodes(), &self.stopped_nodes())
     }
+}
+
+/// EMQX's one-line cluster status of `running` and `stopped` nodes (see
+/// [`View::emqx_status_line`]); the one place the line is written.
+pub(crate) fn emqx_status_line(running: &[NodeName], stopped: &[NodeName]) -> String {
+    let list = |nodes: &[NodeName]| {
+        nodes
+            .iter()
+            .map(|n| format!("'{n}'"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut s = format!("Cluster status: [{{running_nodes,[{}]}}", list(running));
+    if !stopped.is_empty() {
+        s.push_str(&format!(",{{stopped_nodes,[{}]}}", list(stopped)));
+    }
+    s.push(']');
+    s
 }
 
 /// What happened to a member.
@@ -172,6 +175,7 @@ pub enum LeftReason {
 
 /// One change of the view, as subscribers receive it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Event {
     /// Joined, left or updated.
     #[serde(rename = "event")]
@@ -193,8 +197,25 @@ pub struct Event {
     pub at: SystemTime,
 }
 
+impl Event {
+    /// The `Joined` event of a member already in a view (at `revision`), as a subscriber that
+    /// starts from that view tells it.
+    pub fn joined(entry: &MemberEntry, revision: Revision) -> Event {
+        Event {
+            kind: EventKind::Joined,
+            node: entry.member.node.clone(),
+            member: entry.member.clone(),
+            previous: None,
+            reason: None,
+            revision,
+            at: entry.since,
+        }
+    }
+}
+
 /// The engine's health, for readiness probes and `status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Health {
     /// The backend's name.
     pub backend: &'static str,
@@ -224,12 +245,17 @@ pub struct Health {
     pub last_error_at: Option<SystemTime>,
     /// Backend calls that failed in a row, across registration and view.
     pub consecutive_failures: u64,
+    /// Why the engine stopped on its own (a task panicked or ended): the node has left, its
+    /// view no longer changes, and it is never ready again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 impl Health {
-    /// Ready: registered, seen in its own view, synced, and the view is fresh.
+    /// Ready: registered, seen in its own view, synced, the view is fresh, and the engine
+    /// has not failed.
     pub fn is_ready(&self) -> bool {
-        self.registered && self.in_view && self.synced && !self.stale
+        self.registered && self.in_view && self.synced && !self.stale && self.failed.is_none()
     }
 }
 
@@ -239,17 +265,30 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// `SystemTime` as milliseconds since the Unix epoch, both ways.
 mod ms {
-    use serde::Serializer;
-    use std::time::SystemTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::{Duration, SystemTime};
 
     pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(super::unix_ms(*t))
     }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        from_ms(u64::deserialize(d)?)
+    }
+
+    /// The time `ms` after the epoch; an error past what `SystemTime` holds.
+    pub fn from_ms<E: serde::de::Error>(ms: u64) -> Result<SystemTime, E> {
+        SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_millis(ms))
+            .ok_or_else(|| E::custom(format!("{ms} ms since the Unix epoch is out of range")))
+    }
 }
 
-mod opt_ms {
-    use serde::Serializer;
+/// `Option<SystemTime>` as milliseconds since the Unix epoch, both ways.
+pub(crate) mod opt_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::SystemTime;
 
     pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -257,5 +296,11 @@ mod opt_ms {
             Some(t) => s.serialize_u64(super::unix_ms(*t)),
             None => s.serialize_none(),
         }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+        Option::<u64>::deserialize(d)?
+            .map(super::ms::from_ms)
+            .transpose()
     }
 }

@@ -325,12 +325,10 @@ async fn several_nodes_share_one_port_on_different_loopback_addresses() {
 
 #[tokio::test]
 async fn probe_addr_prefers_advertised_addresses_then_the_node_host() {
-    let with_addrs = |addrs: &[&str]| Member {
-        meta: Some(Metadata {
-            addrs: addrs.iter().map(|s| s.to_string()).collect(),
-            ..Metadata::default()
-        }),
-        ..Member::bare(node("emqx@127.0.0.11"))
+    let with_addrs = |addrs: &[&str]| {
+        Member::bare(node("emqx@127.0.0.11")).with_meta(Some(
+            Metadata::default().with_addrs(addrs.iter().map(|s| s.to_string()).collect()),
+        ))
     };
     let a = |s: &str| Some(s.parse::<SocketAddr>().unwrap());
     assert_eq!(

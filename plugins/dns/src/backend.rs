@@ -3,11 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use autocluster_plugin::{
-    async_trait, Capabilities, Discovery, Member, Metadata, NodeName, Registrations, Result,
-    Revision, Snapshot, ViewMode,
+    async_trait, Capabilities, Discovery, Member, Metadata, NodeName, Result, Revision, Snapshot,
 };
 use hickory_resolver::proto::rr::{Name, RData, Record};
 
@@ -124,10 +122,7 @@ impl DnsDiscovery {
             .map(|(node, addrs)| {
                 let mut m = Member::bare(node);
                 if !addrs.is_empty() {
-                    m.meta = Some(Metadata {
-                        addrs: addrs.into_iter().collect(),
-                        ..Metadata::default()
-                    });
+                    m.meta = Some(Metadata::default().with_addrs(addrs.into_iter().collect()));
                 }
                 m
             })
@@ -161,17 +156,7 @@ impl Discovery for DnsDiscovery {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            view: ViewMode::Poll {
-                interval: self.config.interval,
-            },
-            registration: Registrations::None,
-            // No registration exists; these only keep the engine's arithmetic sane.
-            ttl: Duration::from_secs(60),
-            keep_alive_every: Duration::from_secs(20),
-            lock: false,
-            candidates_only: true,
-        }
+        Capabilities::poll(self.config.interval).with_candidates_only()
     }
 
     /// One lookup: the candidates now. A failed lookup is an error (the engine keeps the last

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use autocluster_plugin::{Result, Section};
+use autocluster_plugin::{Capabilities, Registrations, Result, Section};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -200,6 +200,20 @@ impl EtcdConfig {
             password,
             lock_timeout,
         })
+    }
+
+    /// What the backend offers, v3 and v2 alike: a push view, registrations on a server
+    /// lease of `node_ttl` (v2: a key TTL), kept alive every third of it, and the lock.
+    pub(crate) fn capabilities(&self) -> Capabilities {
+        let ttl = self.node_ttl;
+        // A third of the TTL leaves two more tries before the lease runs out.
+        Capabilities::push()
+            .with_registration(
+                Registrations::ServerLease,
+                ttl,
+                (ttl / 3).max(Duration::from_millis(100)),
+            )
+            .with_lock()
     }
 
     /// The servers, comma separated, for error contexts.

@@ -66,13 +66,9 @@ impl Layout {
     ) -> Result<Member, String> {
         let node = self.node_of(key)?;
         let meta = decode_value(&node, value)?;
-        Ok(Member {
-            node,
-            incarnation: Incarnation(incarnation),
-            meta,
-            ttl: None,
-            created: Revision(created.max(0) as u64),
-        })
+        Ok(Member::new(node, Incarnation(incarnation))
+            .with_meta(meta)
+            .with_created(Revision(created.max(0) as u64)))
     }
 }
 
@@ -187,10 +183,7 @@ mod tests {
         assert_eq!(m.meta, None);
         assert_eq!(m.incarnation, Incarnation(7));
         assert_eq!(m.created, Revision(3));
-        let meta = Metadata {
-            version: Some("1".into()),
-            ..Default::default()
-        };
+        let meta = Metadata::default().with_version("1");
         let m = l
             .member(b"/emqxcl/emqxcl/nodes/x@h", &encode_value(&meta), 7, 3)
             .unwrap();

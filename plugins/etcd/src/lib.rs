@@ -6,6 +6,10 @@
 //! key goes at once; a crashed node's key goes when its lease runs out. The cluster lock
 //! is etcd's Lock API on the node's lease.
 //!
+//! With several endpoints, a call goes to the one that answered last and moves on to the next
+//! within the same call when that one fails or does not answer within its share of the call
+//! time (both APIs share this failover).
+//!
 //! `api = v2` speaks the HTTP v2 API instead, with EMQX 4.x's key layout, for etcd 3.4/3.5
 //! started with `--enable-v2`.
 //!
@@ -27,17 +31,16 @@ use std::sync::Arc;
 
 use autocluster_plugin::{BackendContext, Discovery, Result};
 
-mod backend;
 mod config;
-mod core;
 mod error;
+mod failover;
 mod keys;
 mod v2;
-
-pub use backend::EtcdBackend;
+mod v3;
 pub use config::{Api, EtcdConfig, TlsConfig, DEFAULTS, KEYS};
 pub use keys::{Layout, MAX_VALUE};
 pub use v2::EtcdV2Backend;
+pub use v3::EtcdBackend;
 
 /// The name `cluster.discovery` uses for this backend.
 pub const NAME: &str = "etcd";

@@ -12,6 +12,17 @@ async fn v2_etcd() -> EtcdServer {
     EtcdServer::builder().v2(true).start().await.unwrap()
 }
 
+/// How many v2 watches etcd serves now (`watchers` of `/v2/stats/store`): a long poll of a
+/// lock waiter is one.
+async fn v2_watchers(etcd: &EtcdServer) -> u64 {
+    let url = format!("{}/v2/stats/store", etcd.endpoint());
+    let body = reqwest::get(url).await.unwrap().text().await.unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    stats["watchers"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no watchers in /v2/stats/store: {body}"))
+}
+
 fn v2_backend(etcd: &EtcdServer, name: &str) -> std::sync::Arc<dyn autocluster_plugin::Discovery> {
     autocluster_etcd::build(&ctx(
         name,
@@ -154,11 +165,22 @@ async fn v2_lock_is_exclusive_and_bounded() {
         "a@h"
     );
 
+    // b waits: once it found the lock taken, its long poll on the lock key is a v2 watcher
+    // of etcd's, and a's unlock must wake it. (The poll of b's timed-out attempt above goes
+    // away with its connection first.)
+    eventually("no v2 watcher left", || async {
+        (v2_watchers(&etcd).await == 0).then_some(())
+    })
+    .await;
     let waiter = {
         let b = b.clone();
         tokio::spawn(async move { b.lock(&lb, Duration::from_secs(20)).await })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("b's long poll on the lock", || async {
+        (v2_watchers(&etcd).await == 1).then_some(())
+    })
+    .await;
+    assert!(!waiter.is_finished(), "b took a lock that a holds");
     bounded(a.unlock(&ta)).await.unwrap();
     let tb = waiter.await.unwrap().unwrap();
     assert!(tb.fence > ta.fence);

@@ -1,25 +1,29 @@
 //! `McastDiscovery`: the `Discovery` primitives over authenticated multicast.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use autocluster_plugin::{
     async_trait, BackendContext, BoxStream, Capabilities, Discovery, Error, ErrorKind, Lease,
-    Registration, Registrations, Result, Revision, Snapshot, ViewMode, WatchBatch,
+    Metadata, Registration, Registrations, Result, WatchBatch,
 };
-use futures::StreamExt;
+use tokio::sync::mpsc;
 
 use crate::config::McastConfig;
 use crate::core::Core;
+use crate::listen::Listening;
+use crate::observe;
 use crate::packet::{Kind, MAX_META};
 use crate::stats::DropCounts;
-use crate::{watch, NAME};
+use crate::NAME;
 
 /// The multicast discovery backend. Sockets open on first use, inside a tokio runtime; the
 /// receive loop stops when the backend is dropped.
 pub struct McastDiscovery {
     core: Arc<Core>,
+    listening: Listening,
 }
 
 impl fmt::Debug for McastDiscovery {
@@ -34,7 +38,7 @@ impl fmt::Debug for McastDiscovery {
 
 impl Drop for McastDiscovery {
     fn drop(&mut self) {
-        self.core.stop();
+        self.listening.stop();
     }
 }
 
@@ -65,6 +69,7 @@ impl McastDiscovery {
         let core = Core::new(cfg, &ctx.cookie, ctx.cluster.clone(), ctx.node.clone());
         Ok(McastDiscovery {
             core: Arc::new(core),
+            listening: Listening::default(),
         })
     }
 
@@ -81,6 +86,18 @@ impl McastDiscovery {
     /// The datagrams dropped so far, by reason.
     pub fn drops(&self) -> DropCounts {
         self.core.stats.counts()
+    }
+
+    /// Authentic observations dropped because the engine had fallen behind (the members
+    /// concerned are heard again, or expire by their TTL).
+    pub fn observations_lost(&self) -> u64 {
+        self.core.observations_lost.load(Ordering::Relaxed)
+    }
+
+    /// Starts listening if need be, then sends.
+    async fn send(&self, kind: Kind, meta: Option<Metadata>, op: &'static str) -> Result<()> {
+        self.listening.ensure(&self.core, op)?;
+        self.core.send(kind, meta, op).await
     }
 
     fn check_lease(&self, lease: &Lease, op: &'static str) -> Result<()> {
@@ -126,14 +143,11 @@ impl Discovery for McastDiscovery {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            view: ViewMode::Push,
-            registration: Registrations::Heartbeat,
-            ttl: self.core.cfg.member_ttl,
-            keep_alive_every: self.core.cfg.heartbeat,
-            lock: false,
-            candidates_only: false,
-        }
+        Capabilities::observe().with_registration(
+            Registrations::Heartbeat,
+            self.core.cfg.member_ttl,
+            self.core.cfg.heartbeat,
+        )
     }
 
     /// Announces this node at once; peers answer with their own announces.
@@ -141,8 +155,8 @@ impl Discovery for McastDiscovery {
         self.check_registration(reg, "register")?;
         let core = &self.core;
         core.set_registered(Some(reg.meta.clone()));
-        if let Err(e) = core
-            .start_and_send(Kind::Announce, Some(reg.meta.clone()), "register")
+        if let Err(e) = self
+            .send(Kind::Announce, Some(reg.meta.clone()), "register")
             .await
         {
             core.set_registered(None);
@@ -161,8 +175,7 @@ impl Discovery for McastDiscovery {
         let Some(meta) = core.registered() else {
             return Err(core.error(ErrorKind::LeaseLost, "keep_alive", "not registered"));
         };
-        core.start_and_send(Kind::Heartbeat, Some(meta), "keep_alive")
-            .await?;
+        self.send(Kind::Heartbeat, Some(meta), "keep_alive").await?;
         Ok(core.member_ttl())
     }
 
@@ -172,7 +185,7 @@ impl Discovery for McastDiscovery {
         self.check_lease(lease, "refresh")?;
         let core = &self.core;
         core.set_registered(Some(reg.meta.clone()));
-        core.start_and_send(Kind::Heartbeat, Some(reg.meta.clone()), "refresh")
+        self.send(Kind::Heartbeat, Some(reg.meta.clone()), "refresh")
             .await?;
         Ok(())
     }
@@ -184,31 +197,21 @@ impl Discovery for McastDiscovery {
             return Ok(());
         }
         core.set_registered(None);
-        core.start_and_send(Kind::Leave, None, "deregister").await?;
-        core.start_and_send(Kind::Leave, None, "deregister").await
-    }
-
-    /// The peers heard from within their TTL. This node is not among them: the engine
-    /// lists it itself while it is registered.
-    async fn snapshot(&self) -> Result<Snapshot> {
-        self.core.start("snapshot").await?;
-        Ok(self.core.view.snapshot(Instant::now()))
+        self.send(Kind::Leave, None, "deregister").await?;
+        self.send(Kind::Leave, None, "deregister").await
     }
 
     /// Every accepted announce, reply or heartbeat as a `Put` (with the sender's TTL), every
-    /// accepted leave as a `Delete` of that incarnation.
-    fn watch(&self, after: Revision) -> BoxStream<Result<WatchBatch>> {
-        let core = self.core.clone();
-        let start = futures::stream::once(async move {
-            core.start("watch").await?;
-            Ok::<_, Error>(core)
-        });
-        start
-            .flat_map(move |started| match started {
-                Ok(core) => watch::changes(core, after.0),
-                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-            })
-            .boxed()
+    /// accepted leave as a `Delete` of that incarnation. This node is not among them: the
+    /// engine lists it itself while it is registered.
+    fn observe(&self) -> BoxStream<Result<WatchBatch>> {
+        let alive = match self.listening.ensure(&self.core, "observe") {
+            Ok(alive) => alive,
+            Err(e) => return Box::pin(futures::stream::once(async move { Err(e) })),
+        };
+        let (tx, rx) = mpsc::channel(observe::QUEUE);
+        self.core.set_observer(tx);
+        observe::stream(self.core.clone(), rx, alive)
     }
 
     fn invalid_entries(&self) -> u64 {

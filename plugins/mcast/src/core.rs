@@ -1,21 +1,20 @@
-//! The backend's state and its sending side: who we are, the key, the registration, and the
-//! sockets, opened on first use.
+//! The backend's state and its sending side: who we are, the key, the registration, the
+//! open sockets, and where what the receive loop hears goes.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use autocluster_plugin::{Error, ErrorKind, Metadata, NodeName, Result};
+use autocluster_plugin::{Change, Error, ErrorKind, Metadata, NodeName, Result};
 use tokio::net::UdpSocket;
-use tokio::sync::OnceCell;
-use tokio::task::AbortHandle;
+use tokio::sync::mpsc;
 
 use crate::config::McastConfig;
 use crate::packet::{encode, Key, Kind, Packet};
+use crate::socket;
 use crate::stats::Stats;
-use crate::view::View;
-use crate::{receiver, socket, NAME};
+use crate::NAME;
 
 pub(crate) struct Core {
     pub cfg: McastConfig,
@@ -27,9 +26,14 @@ pub(crate) struct Core {
     seq: AtomicU64,
     /// This node's metadata while it is registered.
     registered: Mutex<Option<Metadata>>,
-    pub view: View,
     pub stats: Stats,
-    net: OnceCell<Net>,
+    /// The sending side, once the sockets are open.
+    net: Mutex<Option<Arc<Net>>>,
+    /// Where observations go: the engine's observation stream, while one is open.
+    observer: Mutex<Option<mpsc::Sender<Change>>>,
+    /// Observations dropped because the engine fell behind (it expires by TTL what it
+    /// missed).
+    pub observations_lost: AtomicU64,
     /// Sends one at a time, so sequence numbers leave in order.
     send_lock: tokio::sync::Mutex<()>,
 }
@@ -37,12 +41,9 @@ pub(crate) struct Core {
 struct Net {
     send: UdpSocket,
     targets: Vec<SocketAddr>,
-    /// The receive socket until the loop takes it, then the loop's handle.
-    recv: Mutex<Option<UdpSocket>>,
-    receiver: Mutex<Option<AbortHandle>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -65,9 +66,10 @@ impl Core {
             incarnation,
             seq: AtomicU64::new(0),
             registered: Mutex::new(None),
-            view: View::new(),
             stats: Stats::default(),
-            net: OnceCell::new(),
+            net: Mutex::new(None),
+            observer: Mutex::new(None),
+            observations_lost: AtomicU64::new(0),
             send_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -87,48 +89,27 @@ impl Core {
         }
     }
 
-    /// Opens the sockets and starts the receive loop, once.
-    pub async fn start(self: &Arc<Self>, op: &'static str) -> Result<()> {
-        let net = self
-            .net
-            .get_or_try_init(|| async {
-                let s = socket::open(&self.cfg).map_err(|e| {
-                    let hint = if self.cfg.iface.is_unspecified() {
-                        "; set cluster.mcast.iface to the address of the interface to use"
-                    } else {
-                        ""
-                    };
-                    let msg = format!(
-                        "cannot join the multicast group {} on interface {}{hint}",
-                        self.cfg.group, self.cfg.iface
-                    );
-                    self.error(ErrorKind::Unavailable, op, msg).with_source(e)
-                })?;
-                tracing::debug!(
-                    group = %self.cfg.group, port = s.port, node = %self.node,
-                    "mcast: receiving"
-                );
-                Ok::<_, Error>(Net {
-                    send: s.send,
-                    targets: s.targets,
-                    recv: Mutex::new(Some(s.recv)),
-                    receiver: Mutex::new(None),
-                })
-            })
-            .await?;
-        // Started here, once the sockets are in place, so the loop can always send replies.
-        if let Some(sock) = lock(&net.recv).take() {
-            let handle = tokio::spawn(receiver::run(self.clone(), sock)).abort_handle();
-            *lock(&net.receiver) = Some(handle);
-        }
-        Ok(())
-    }
-
-    /// Stops the receive loop (the backend is being dropped).
-    pub fn stop(&self) {
-        if let Some(handle) = self.net.get().and_then(|n| lock(&n.receiver).take()) {
-            handle.abort();
-        }
+    /// Opens both sockets: keeps the sending one, returns the receiving one for a new
+    /// receive loop.
+    pub fn open(&self, op: &'static str) -> Result<UdpSocket> {
+        let s = socket::open(&self.cfg).map_err(|e| {
+            let hint = if self.cfg.iface.is_unspecified() {
+                "; set cluster.mcast.iface to the address of the interface to use"
+            } else {
+                ""
+            };
+            let msg = format!(
+                "cannot join the multicast group {} on interface {}{hint}",
+                self.cfg.group, self.cfg.iface
+            );
+            self.error(ErrorKind::Unavailable, op, msg).with_source(e)
+        })?;
+        tracing::debug!(group = %self.cfg.group, port = s.port, node = %self.node, "mcast: receiving");
+        *lock(&self.net) = Some(Arc::new(Net {
+            send: s.send,
+            targets: s.targets,
+        }));
+        Ok(s.recv)
     }
 
     pub fn registered(&self) -> Option<Metadata> {
@@ -139,21 +120,32 @@ impl Core {
         *lock(&self.registered) = meta;
     }
 
-    /// Opens the sockets if needed, then sends.
-    pub async fn start_and_send(
-        self: &Arc<Self>,
-        kind: Kind,
-        meta: Option<Metadata>,
-        op: &'static str,
-    ) -> Result<()> {
-        self.start(op).await?;
-        self.send(kind, meta, op).await
+    /// Where observations go from now on (one observer at a time: the engine).
+    pub fn set_observer(&self, tx: mpsc::Sender<Change>) {
+        *lock(&self.observer) = Some(tx);
+    }
+
+    /// Passes on what was heard. Dropped (and counted) when nobody listens or the listener
+    /// fell behind: a heartbeat comes again, and a member whose leave was lost expires.
+    pub fn observe(&self, change: Change) {
+        let mut observer = lock(&self.observer);
+        let Some(tx) = observer.as_ref() else {
+            return;
+        };
+        match tx.try_send(change) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.observations_lost.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => *observer = None,
+        }
     }
 
     /// Sends one packet to the group on every port, once the sockets are open. Fails when
     /// no port took it.
     pub async fn send(&self, kind: Kind, meta: Option<Metadata>, op: &'static str) -> Result<()> {
-        let Some(net) = self.net.get() else {
+        let net = lock(&self.net).clone();
+        let Some(net) = net else {
             return Err(self.error(ErrorKind::Unavailable, op, "the sockets are not open"));
         };
         let _order = self.send_lock.lock().await;

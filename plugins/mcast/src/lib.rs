@@ -4,9 +4,10 @@
 //! - `register` sends an announce; every node that hears it answers at once (rate limited),
 //!   so a group converges in a round trip, not at the next heartbeat.
 //! - `keep_alive` sends a heartbeat; `deregister` sends a leave (twice).
-//! - `watch` yields a `Change::Put` with the sender's TTL for every accepted announce, reply
-//!   or heartbeat, and a `Change::Delete` of that incarnation for every accepted leave; the
-//!   engine expires members that stop sending.
+//! - `observe` passes on a `Change::Put` with the sender's TTL for every accepted announce,
+//!   reply or heartbeat, and a `Change::Delete` of that incarnation for every accepted leave;
+//!   the engine's member table applies them and expires members that stop sending. The
+//!   backend keeps no member table of its own: only what replay protection needs.
 //! - Every packet carries an HMAC-SHA256 tag keyed from `node.cookie`, a per-process
 //!   incarnation and a sequence number: packets of another cookie or cluster, altered,
 //!   replayed or malformed ones are dropped and counted ([`McastDiscovery::drops`]).
@@ -17,13 +18,13 @@
 mod backend;
 mod config;
 mod core;
+mod listen;
+mod observe;
 pub mod packet;
 mod peers;
 mod receiver;
 mod socket;
 mod stats;
-mod view;
-mod watch;
 
 pub use backend::{build, McastDiscovery};
 pub use config::McastConfig;

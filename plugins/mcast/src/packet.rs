@@ -326,10 +326,7 @@ mod tests {
             seq: 7,
             timestamp_ms: 1_790_000_000_000,
             member_ttl: Duration::from_secs(5),
-            meta: Some(Metadata {
-                version: Some("1.0".into()),
-                ..Metadata::default()
-            }),
+            meta: Some(Metadata::default().with_version("1.0")),
         }
     }
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use autocluster_plugin::{Incarnation, Member, Revision};
+use autocluster_plugin::{Change, Incarnation, Member, Revision};
 use tokio::net::UdpSocket;
 
 use crate::core::{unix_ms, Core};
@@ -133,20 +133,22 @@ impl Receiver {
             }
         }
         let incarnation = Incarnation(p.incarnation);
-        match p.kind {
-            Kind::Leave => core.view.delete(&p.node, incarnation),
-            Kind::Announce | Kind::Heartbeat | Kind::Reply => {
-                let member = Member {
-                    node: p.node,
-                    incarnation,
-                    meta: p.meta,
-                    ttl: Some(p.member_ttl),
-                    created: Revision(p.incarnation),
-                };
-                core.view.put(member, now);
-            }
-        }
-        p.kind == Kind::Announce
+        let announce = p.kind == Kind::Announce;
+        core.observe(match p.kind {
+            Kind::Leave => Change::Delete {
+                node: p.node,
+                incarnation: Some(incarnation),
+            },
+            // The incarnation (a start time) is the creation revision: every node agrees on
+            // the oldest.
+            Kind::Announce | Kind::Heartbeat | Kind::Reply => Change::Put(
+                Member::new(p.node, incarnation)
+                    .with_meta(p.meta)
+                    .with_ttl(p.member_ttl)
+                    .with_created(Revision(p.incarnation)),
+            ),
+        });
+        announce
     }
 
     /// Answers an announce now, or schedules one answer at the end of the rate limit.

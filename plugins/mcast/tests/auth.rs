@@ -5,8 +5,8 @@ mod common;
 use autocluster_plugin::Discovery;
 use common::{eventually, registration, Net, Node, Watcher};
 
-fn names(s: &autocluster_plugin::Snapshot) -> Vec<&str> {
-    s.members.iter().map(|m| m.node.as_str()).collect()
+fn names(w: &Watcher) -> Vec<&str> {
+    w.members.keys().map(|n| n.as_str()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,11 +24,11 @@ async fn another_cookie_or_cluster_admits_no_one_and_is_admitted_by_no_one() {
         ..Node::new("d@127.0.0.24")
     }
     .build(net);
-    let mut wa = Watcher::start(&a).await;
     // Every node listens before anyone announces.
-    for x in [&b, &c, &d] {
-        x.snapshot().await.unwrap();
-    }
+    let mut wa = Watcher::start(&a).await;
+    let mut wb = Watcher::start(&b).await;
+    let mut wc = Watcher::start(&c).await;
+    let mut wd = Watcher::start(&d).await;
     let mut leases = Vec::new();
     for (backend, n) in [
         (&a, "a@127.0.0.21"),
@@ -59,13 +59,18 @@ async fn another_cookie_or_cluster_admits_no_one_and_is_admitted_by_no_one() {
     })
     .await;
 
-    // Each backend reports its peers (the engine lists the node itself).
-    assert_eq!(names(&a.snapshot().await.unwrap()), ["b@127.0.0.22"]);
-    assert_eq!(names(&b.snapshot().await.unwrap()), ["a@127.0.0.21"]);
-    assert!(names(&c.snapshot().await.unwrap()).is_empty());
-    assert!(names(&d.snapshot().await.unwrap()).is_empty());
-    assert!(!wa
-        .members
-        .keys()
-        .any(|n| n.name() == "c" || n.name() == "d"));
+    // Each backend passes on its peers (the engine lists the node itself): whatever was
+    // heard by now is in.
+    wb.until_members(&["a@127.0.0.21"]).await;
+    for w in [&mut wa, &mut wb, &mut wc, &mut wd] {
+        while w
+            .next(std::time::Duration::from_millis(300))
+            .await
+            .is_some()
+        {}
+    }
+    assert_eq!(names(&wa), ["b@127.0.0.22"]);
+    assert_eq!(names(&wb), ["a@127.0.0.21"]);
+    assert!(names(&wc).is_empty());
+    assert!(names(&wd).is_empty());
 }

@@ -19,7 +19,7 @@ fn builds_outside_a_runtime_and_declares_its_capabilities() {
     let d = build(&ctx).unwrap();
     assert_eq!(d.name(), NAME);
     let caps = d.capabilities();
-    assert_eq!(caps.view, ViewMode::Push);
+    assert_eq!(caps.view, ViewMode::Observe);
     assert_eq!(caps.registration, Registrations::Heartbeat);
     assert_eq!(caps.ttl, Duration::from_secs(9));
     assert_eq!(caps.keep_alive_every, Duration::from_secs(2));
@@ -67,6 +67,9 @@ async fn an_interface_that_is_not_there_is_a_retryable_unavailable_error() {
     assert_eq!(e.kind(), ErrorKind::Unavailable);
     assert!(e.is_retryable());
     assert!(e.to_string().contains("192.0.2.1"), "{e}");
-    let e = d.snapshot().await.unwrap_err();
+    let e = futures::StreamExt::next(&mut d.observe())
+        .await
+        .expect("one item")
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable);
 }

@@ -29,6 +29,7 @@ async fn three_nodes_converge_right_after_register() {
         w.until_members(&others).await;
     }
     for (i, (w, d)) in watchers.iter().zip(&nodes).enumerate() {
+        assert_eq!(w.members.len(), 2, "{i} hears exactly its two peers");
         // The backend reports its peers; the engine lists this node itself.
         assert!(!w.members.contains_key(&name(names[i])));
         for (j, n) in names.iter().enumerate().filter(|(j, _)| *j != i) {
@@ -41,9 +42,6 @@ async fn three_nodes_converge_right_after_register() {
             assert_eq!(m.ttl, Some(Duration::from_secs(30)));
             assert_eq!(m.meta, Some(registration(n).meta));
         }
-        let snap = d.snapshot().await.unwrap();
-        assert_eq!(snap.members.len(), 2);
-        assert!(snap.members.iter().all(|m| w.members[&m.node] == *m));
         // Our own packets loop back and are ignored, not counted.
         assert_eq!(d.invalid_entries(), 0, "{:?}", d.drops());
     }
@@ -67,8 +65,6 @@ async fn a_leave_is_seen_as_a_delete_of_that_incarnation() {
         node: b_name.clone(),
         incarnation: Some(Incarnation(b.incarnation())),
     }));
-    let snap = a.snapshot().await.unwrap();
-    assert!(snap.members.iter().all(|m| m.node != b_name));
     // The second leave of the same incarnation is neither passed on nor counted: once a
     // hears c, which registers after b left, both of b's leaves are in.
     let c = Node::new("c@127.0.0.23").build(net);
@@ -89,7 +85,7 @@ async fn a_leave_is_seen_as_a_delete_of_that_incarnation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silent_node_stops_producing_puts_and_leaves_the_snapshot() {
+async fn a_silent_node_stops_producing_puts() {
     let net = Net::new(3, 47103);
     let node = |n| Node {
         heartbeat: "100ms",
@@ -115,17 +111,11 @@ async fn a_silent_node_stops_producing_puts_and_leaves_the_snapshot() {
     let puts = wa.puts("b@127.0.0.22");
     while wa.next(Duration::from_secs(2)).await.is_some() {}
     assert_eq!(wa.puts("b@127.0.0.22"), puts, "no Put after b went silent");
-    // The snapshot keeps b only within the TTL it advertised.
-    let b_name = name("b@127.0.0.22");
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    loop {
-        let snap = a.snapshot().await.unwrap();
-        if snap.members.iter().all(|m| m.node != b_name) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "b never expired");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Every Put carried the TTL b advertised: the engine expires b by it (behaviour.rs).
+    assert_eq!(
+        wa.members[&name("b@127.0.0.22")].ttl,
+        Some(Duration::from_secs(1))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,33 +142,19 @@ async fn a_restarted_node_is_a_new_incarnation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watch_resumed_after_a_snapshot_loses_nothing() {
-    use autocluster_plugin::{ErrorKind, Revision};
-    use futures::StreamExt;
-
+async fn observing_again_hears_from_then_on() {
     let net = Net::new(5, 47105);
     let a = Node::new("a@127.0.0.21").build(net);
-    a.register(&registration("a@127.0.0.21")).await.unwrap();
-    let snap = a.snapshot().await.unwrap();
-    assert!(snap.members.is_empty(), "a hears nobody yet");
-    // b joins while nobody watches a.
     let b = Node::new("b@127.0.0.22").build(net);
-    b.register(&registration("b@127.0.0.22")).await.unwrap();
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    while a.snapshot().await.unwrap().members.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "a never heard b");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut w = a.watch(snap.revision);
-    let first = w.next().await.unwrap().unwrap();
-    assert!(first.revision > snap.revision);
-    assert!(first
-        .changes
-        .iter()
-        .any(|c| matches!(c, Change::Put(m) if m.node == name("b@127.0.0.22"))));
-    // A revision this backend never reached: resync.
-    let mut w = a.watch(Revision(first.revision.0 + 1000));
-    let e = w.next().await.unwrap().unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Compacted);
-    assert!(w.next().await.is_none(), "the watch ends after the error");
+    let mut first = Watcher::start(&a).await;
+    a.register(&registration("a@127.0.0.21")).await.unwrap();
+    let lease = b.register(&registration("b@127.0.0.22")).await.unwrap();
+    first.until_members(&["b@127.0.0.22"]).await;
+    // The engine opens the stream again after it broke: the new one hears what follows.
+    drop(first);
+    let mut again = Watcher::start(&a).await;
+    assert!(again.members.is_empty(), "no history is replayed");
+    b.keep_alive(&lease).await.unwrap();
+    again.until_members(&["b@127.0.0.22"]).await;
+    assert_eq!(a.invalid_entries(), 0, "{:?}", a.drops());
 }

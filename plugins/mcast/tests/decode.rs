@@ -26,12 +26,14 @@ fn meta(node: NodeName) -> impl Strategy<Value = Option<Metadata>> {
         any::<bool>(),
     ))
     .prop_map(move |m| {
-        m.map(|(addrs, version, started_at_ms, labels, named)| Metadata {
-            node: named.then(|| node.clone()),
-            addrs,
-            version,
-            started_at_ms,
-            labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
+        m.map(|(addrs, version, started_at_ms, labels, named)| {
+            let mut meta = Metadata::default();
+            meta.node = named.then(|| node.clone());
+            meta.addrs = addrs;
+            meta.version = version;
+            meta.started_at_ms = started_at_ms;
+            meta.labels = labels.into_iter().collect::<BTreeMap<_, _>>();
+            meta
         })
     })
 }

@@ -1,10 +1,7 @@
 //! The backend: every seed, every time.
 
-use std::time::Duration;
-
 use autocluster_plugin::{
-    async_trait, Capabilities, Discovery, Member, Registrations, Result, Revision, Snapshot,
-    ViewMode,
+    async_trait, Capabilities, Discovery, Member, Result, Revision, Snapshot,
 };
 
 use crate::config::{StaticConfig, DEFAULT_INTERVAL};
@@ -34,17 +31,7 @@ impl Discovery for StaticDiscovery {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            view: ViewMode::Poll {
-                interval: DEFAULT_INTERVAL,
-            },
-            registration: Registrations::None,
-            // No registration exists; these only keep the engine's arithmetic sane.
-            ttl: Duration::from_secs(60),
-            keep_alive_every: Duration::from_secs(20),
-            lock: false,
-            candidates_only: true,
-        }
+        Capabilities::poll(DEFAULT_INTERVAL).with_candidates_only()
     }
 
     /// Every seed (this node too, when listed) as a bare member, at revision 1: the list
@@ -70,6 +57,8 @@ mod tests {
     };
 
     use super::*;
+    use autocluster_plugin::{Registrations, ViewMode};
+    use std::time::Duration;
 
     fn ctx(seeds: &str) -> BackendContext {
         let mut section = Section::new("cluster.static");

@@ -119,15 +119,7 @@ impl Demo {
             initial.insert(entry.member.node.clone(), entry.member.incarnation);
             let _ = self.tx.send(Seen {
                 observer: i,
-                event: Event {
-                    kind: EventKind::Joined,
-                    node: entry.member.node.clone(),
-                    member: entry.member.clone(),
-                    previous: None,
-                    reason: None,
-                    revision: view.revision,
-                    at: entry.since,
-                },
+                event: Event::joined(entry, view.revision),
             });
         }
         tokio::spawn(forward(i, events, initial, self.tx.clone()));

@@ -70,11 +70,7 @@ pub fn agent(servers: &str, node: &str, opts: &Opts) -> Node {
     .expect("etcd backend");
     let mut config = EngineConfig::new(Registration {
         node: node.clone(),
-        meta: Metadata {
-            node: Some(node.clone()),
-            version: Some("faults".into()),
-            ..Metadata::default()
-        },
+        meta: Metadata::of(node.clone()).with_version("faults"),
     });
     config.call_timeout = opts.call_timeout;
     config.backoff_min = Duration::from_millis(50);

@@ -1,4 +1,4 @@
-//! Exponential backoff with full jitter.
+//! Exponential backoff with equal jitter.
 
 use std::time::Duration;
 

@@ -1,43 +1,47 @@
 //! The engine: one for every backend.
 //!
-//! Two tasks drive a backend. The *registration* task registers this node, keeps the
-//! registration alive, registers again whenever it is lost, and deregisters on shutdown. The
-//! *view* task reads a snapshot, then follows pushed changes (or polls snapshots), applies
-//! them to the one member [`Table`](table::Table), expires soft-state members and members
-//! whose grace period ran out, probes candidates, and publishes the view and the events.
+//! | file | duty |
+//! |---|---|
+//! | `registration.rs` | register, keep the registration alive, register again after a loss, deregister |
+//! | `view_task.rs` | read snapshots, follow the watch (or observations, or polls), feed the table |
+//! | `table.rs` | the one member table: apply, diff into events, expire |
+//! | `freshness.rs` | whether the view is stale, derived in one place |
+//! | `probe.rs` | the liveness probe of list-only backends |
+//! | `shared.rs` | what the tasks share; publishing the view, the events and the health |
+//! | `supervisor.rs` | owns every task and notices one that ends or panics |
+//! | `deadlines.rs`, `backoff.rs`, `stats.rs` | per-member timers, retry delays, counters |
+//!
 //! Every backend call is bounded by a timeout; every failure is retried with backoff; the
 //! last view is kept, marked stale, until the backend answers again.
 
 mod backoff;
 mod deadlines;
+mod freshness;
+mod probe;
 pub(crate) mod registration;
+mod shared;
 mod stats;
+mod supervisor;
 pub(crate) mod table;
 mod view_task;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use autocluster_plugin::{
-    Discovery, Error, ErrorKind, Lease, Member, Registration, Registrations, Result,
-};
+use autocluster_plugin::{Discovery, Member, Registration, Registrations};
 use futures::future::BoxFuture;
-use tokio::sync::{broadcast, watch, Notify};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
+pub(crate) use shared::Shared;
 pub use stats::Stats;
-
-use crate::view::{Event, Health, View};
-
-/// Events the view task's buffer keeps room for between batches.
-const EVENT_BUFFER_KEPT: usize = 256;
+use supervisor::Supervisor;
 
 /// Decides whether a candidate runs (the liveness probe of list-only backends).
 pub type Prober = Arc<dyn Fn(Member) -> BoxFuture<'static, bool> + Send + Sync>;
 
-/// How the engine drives a backend.
+/// How the engine drives a backend. Built with [`EngineConfig::new`]; its fields can be set
+/// one by one.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// What this node registers.
     pub registration: Registration,
@@ -68,6 +72,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("grace", &self.grace)
             .field("prober", &self.prober.is_some())
             .field("probe_interval", &self.probe_interval)
+            .field("event_capacity", &self.event_capacity)
             .finish()
     }
 }
@@ -88,198 +93,50 @@ impl EngineConfig {
     }
 }
 
-/// What the tasks share with each other and with readers.
-pub(crate) struct Shared {
-    pub backend: Arc<dyn Discovery>,
-    pub config: EngineConfig,
-    pub view: watch::Sender<View>,
-    /// Created by the first subscriber (see [`Shared::subscribe_events`]).
-    events: std::sync::OnceLock<broadcast::Sender<Event>>,
-    pub health: watch::Sender<Health>,
-    /// The current registration, set by the registration task.
-    pub lease: watch::Sender<Option<Lease>>,
-    /// Whether the registration task's last call succeeded.
-    pub registration_ok: watch::Sender<bool>,
-    /// Raised by the view task when this node's own registration vanished.
-    pub own_key_missing: Notify,
-    pub stats: Stats,
-    pub cancel: CancellationToken,
-}
-
-impl Shared {
-    /// The state of an engine whose tasks have not started.
-    pub(crate) fn new(backend: Arc<dyn Discovery>, config: EngineConfig) -> Arc<Shared> {
-        let caps = backend.capabilities();
-        let health = Health {
-            backend: backend.name(),
-            registered: caps.registration == Registrations::None,
-            stale: true,
-            ..Health::default()
-        };
-        Arc::new(Shared {
-            backend,
-            view: watch::channel(View {
-                stale: true,
-                ..View::default()
-            })
-            .0,
-            events: std::sync::OnceLock::new(),
-            health: watch::channel(health).0,
-            lease: watch::channel(None).0,
-            registration_ok: watch::channel(true).0,
-            own_key_missing: Notify::new(),
-            stats: Stats::default(),
-            cancel: CancellationToken::new(),
-            config,
-        })
-    }
-
-    /// A receiver of the events from now on. The channel is created by the first
-    /// subscriber: a broadcast channel allocates all its `event_capacity` slots at once
-    /// (about 7 MiB for the default 16,384), and events published while nobody subscribes
-    /// go nowhere anyway.
-    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
-        self.events
-            .get_or_init(|| broadcast::channel(self.config.event_capacity.max(16)).0)
-            .subscribe()
-    }
-
-    /// Records whether the registration task's last call succeeded. Readers are woken only
-    /// when that changes: the view task resumes its watch when it turns true, and waking it
-    /// at every keep-alive made every node reopen its watch every `keep_alive_every`.
-    pub fn set_registration_ok(&self, ok: bool) {
-        self.registration_ok.send_if_modified(|v| {
-            let changed = *v != ok;
-            *v = ok;
-            changed
-        });
-    }
-
-    /// One bounded backend call, with its outcome recorded in health and stats.
-    pub async fn call<T>(
-        &self,
-        operation: &'static str,
-        fut: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let result = match tokio::time::timeout(self.config.call_timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("no answer within {:?}", self.config.call_timeout),
-            )
-            .with_backend(self.backend.name())
-            .with_operation(operation)),
-        };
-        match &result {
-            Ok(_) => self.record_success(operation),
-            Err(e) => self.record_error(operation, e),
-        }
-        result
-    }
-
-    pub fn record_success(&self, operation: &'static str) {
-        self.stats.call(operation, None);
-        self.health.send_if_modified(|h| {
-            let was = (h.consecutive_failures, h.last_success);
-            h.consecutive_failures = 0;
-            h.last_success = Some(SystemTime::now());
-            // Publish at most once per second for successes alone.
-            was.0 != 0
-                || was
-                    .1
-                    .and_then(|t| t.elapsed().ok())
-                    .is_none_or(|d| d >= Duration::from_secs(1))
-        });
-    }
-
-    pub fn record_error(&self, operation: &'static str, e: &Error) {
-        self.stats.call(operation, Some(e.kind()));
-        let text = if e.context().operation.is_some() {
-            e.to_string()
-        } else {
-            format!("{} {operation}: {e}", self.backend.name())
-        };
-        tracing::warn!(backend = self.backend.name(), operation, kind = %e.kind(), "{text}");
-        self.health.send_modify(|h| {
-            h.consecutive_failures += 1;
-            h.last_error = Some(text);
-            h.last_error_kind = Some(e.kind().as_str());
-            h.last_error_at = Some(SystemTime::now());
-        });
-    }
-
-    pub fn publish(&self, view: &View, events: &mut Vec<Event>) {
-        self.view.send_replace(view.clone());
-        let me = &self.config.registration.node;
-        let in_view = view.members.contains_key(me)
-            || self.backend.capabilities().registration == Registrations::None;
-        self.health.send_if_modified(|h| {
-            let stale = view.stale || !*self.registration_ok.borrow();
-            let changed = h.stale != stale || h.synced != view.synced || h.in_view != in_view;
-            h.stale = stale;
-            h.synced = view.synced;
-            h.in_view = in_view;
-            changed
-        });
-        let tx = self.events.get();
-        for e in events.drain(..) {
-            self.stats.event(e.kind);
-            tracing::info!(event = e.kind.as_str(), node = %e.node, incarnation = %e.member.incarnation, "member {}", e.kind.as_str());
-            if let Some(tx) = tx {
-                let _ = tx.send(e);
-            }
-        }
-        // A first snapshot of 10,000 members leaves room for 16,384 events (6 MiB) in the
-        // buffer, drained but kept for the life of the node: give it back.
-        events.shrink_to(EVENT_BUFFER_KEPT);
-    }
-}
-
-/// A running engine.
+/// A running engine: its shared state, and the supervisor that owns its tasks.
 pub(crate) struct Engine {
     pub shared: Arc<Shared>,
-    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    supervisor: Supervisor,
 }
 
 impl Engine {
-    /// Starts the engine's tasks on the current tokio runtime.
-    pub fn spawn(backend: Arc<dyn Discovery>, config: EngineConfig) -> Engine {
+    /// Starts the engine's tasks on the current tokio runtime, with `extra` tasks of the
+    /// caller's (the probe listener) owned and watched the same way.
+    pub fn spawn(
+        backend: Arc<dyn Discovery>,
+        config: EngineConfig,
+        extra: Vec<(&'static str, BoxFuture<'static, ()>)>,
+    ) -> Engine {
         let caps = backend.capabilities();
         let shared = Shared::new(backend, config);
-        let mut tasks = vec![tokio::spawn(view_task::run(shared.clone()))];
+        let mut tasks: Vec<(&'static str, BoxFuture<'static, ()>)> = extra;
+        let (probe_tx, probe_rx) = tokio::sync::mpsc::channel(1024);
+        if let (true, Some(prober)) = (caps.candidates_only, shared.config.prober.clone()) {
+            tasks.push((
+                "probe",
+                Box::pin(probe::run(shared.clone(), prober, probe_tx)),
+            ));
+        }
+        tasks.push(("view", Box::pin(view_task::run(shared.clone(), probe_rx))));
         if caps.registration != Registrations::None {
-            tasks.push(tokio::spawn(registration::run(shared.clone())));
+            tasks.push(("registration", Box::pin(registration::run(shared.clone()))));
         }
-        Engine {
-            shared,
-            tasks: std::sync::Mutex::new(tasks),
-        }
+        let supervisor = Supervisor::spawn(shared.clone(), tasks);
+        Engine { shared, supervisor }
     }
 
     /// Stops the tasks; the registration task deregisters first (bounded by the call
-    /// timeout).
-    pub async fn shutdown(&self) {
+    /// timeout). Returns whether this node was deregistered (or never registered).
+    pub async fn shutdown(&self) -> bool {
         self.shared.cancel.cancel();
-        for t in self.take_tasks() {
-            let _ = t.await;
-        }
+        self.supervisor.join().await;
+        self.shared.lease.borrow().is_none()
     }
 
-    fn take_tasks(&self) -> Vec<JoinHandle<()>> {
-        match self.tasks.lock() {
-            Ok(mut t) => std::mem::take(&mut *t),
-            Err(p) => std::mem::take(&mut *p.into_inner()),
-        }
-    }
-}
-
-impl Engine {
     /// Stops without deregistering, as a crash would: the registration stays until its TTL
     /// runs out.
     pub fn abort(&self) {
-        for t in self.take_tasks() {
-            t.abort();
-        }
+        self.supervisor.abort();
         self.shared.cancel.cancel();
     }
 }

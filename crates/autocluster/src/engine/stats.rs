@@ -27,6 +27,8 @@ pub struct Stats {
     pub registrations: AtomicU64,
     /// Full resyncs after a gap or compaction.
     pub resyncs: AtomicU64,
+    /// Engine tasks that panicked or ended unexpectedly.
+    pub task_failures: AtomicU64,
 }
 
 impl Stats {
@@ -44,6 +46,10 @@ impl Stats {
             EventKind::Updated => &self.updated,
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn task_failure(&self) {
+        self.task_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Backend calls so far: `((operation, outcome), count)`, outcome `ok` or an error kind.

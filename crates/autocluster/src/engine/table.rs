@@ -43,6 +43,11 @@ impl Table {
         self.view.stale = stale;
     }
 
+    /// The view is synced without a snapshot: an observing backend is listening.
+    pub fn mark_synced(&mut self) {
+        self.view.synced = true;
+    }
+
     pub fn revision(&self) -> Revision {
         self.view.revision
     }
@@ -247,15 +252,16 @@ impl Table {
                 ));
             }
         }
-        self.view.members.insert(
-            node,
-            Arc::new(MemberEntry {
-                member,
-                status,
-                since,
-                vanishing: false,
-            }),
-        );
+        let entry = MemberEntry {
+            member,
+            status,
+            since,
+            vanishing: false,
+        };
+        // A refresh that changes nothing leaves the map alone: publishing then wakes nobody.
+        if **current != entry {
+            self.view.members.insert(node, Arc::new(entry));
+        }
     }
 
     fn remove(
@@ -311,16 +317,11 @@ mod tests {
     }
 
     fn member(i: u8, inc: u64, version: u8) -> Member {
-        Member {
-            node: node(i),
-            incarnation: Incarnation(inc),
-            meta: Some(Metadata {
-                version: Some(format!("v{version}")),
-                ..Metadata::default()
-            }),
-            ttl: None,
-            created: Revision(inc),
-        }
+        Member::new(node(i), Incarnation(inc))
+            .with_meta(Some(
+                Metadata::default().with_version(format!("v{version}")),
+            ))
+            .with_created(Revision(inc))
     }
 
     fn kinds(events: &[Event]) -> Vec<(EventKind, String)> {
@@ -438,6 +439,33 @@ mod tests {
         ev.clear();
         t.apply_snapshot(snap(vec![member(1, 10, 0)], 3), None, now, &mut ev);
         assert_eq!(ev.len(), 2);
+    }
+
+    #[test]
+    fn a_refresh_that_changes_nothing_leaves_the_map_alone() {
+        let now = Instant::now();
+        let mut t = Table::new(false);
+        let mut ev = Vec::new();
+        let mut m = member(1, 1, 0);
+        m.ttl = Some(Duration::from_secs(3));
+        t.apply(Change::Put(m.clone()), Revision(1), now, &mut ev);
+        let before = t.view().members.clone();
+        // A heartbeat: the same member again, later.
+        t.apply(
+            Change::Put(m.clone()),
+            Revision(2),
+            now + Duration::from_secs(1),
+            &mut ev,
+        );
+        assert!(t.view().members.ptr_eq(&before), "nothing to publish");
+        assert_eq!(
+            t.next_deadline(),
+            Some(now + Duration::from_secs(4)),
+            "TTL renewed"
+        );
+        // New metadata is a change.
+        t.apply(Change::Put(member(1, 1, 1)), Revision(3), now, &mut ev);
+        assert!(!t.view().members.ptr_eq(&before));
     }
 
     #[test]

@@ -1,203 +1,340 @@
-//! Keeps the view: snapshot, then pushed changes or polled snapshots; expiry, grace periods
-//! and probes; resync after a gap; the last view kept, marked stale, while the backend fails.
+//! The view task: feeds the one member table from the backend and publishes what it holds.
+//!
+//! It is a [`ViewTask`] with one method per input: a snapshot that came back, a watch batch
+//! (or observations), a watch that failed or ended, a change of this node's registration, a
+//! probe's verdict, a member's deadline, and the timer that asks for the next snapshot or
+//! reopens the watch. Whether the view is stale is derived in one place, [`Freshness`].
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use autocluster_plugin::{
-    BoxStream, Change, ErrorKind, Member, NodeName, Registrations, Result, ViewMode, WatchBatch,
+    BoxStream, Capabilities, Change, Error, ErrorKind, Incarnation, Member, NodeName,
+    Registrations, Result, Revision, Snapshot, ViewMode, WatchBatch,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use super::backoff::Backoff;
+use super::freshness::Freshness;
 use super::table::Table;
 use super::Shared;
-use crate::view::Status;
+use crate::view::{Event, Status};
 
-enum Next {
+/// What the task asks the backend for next, once its time comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
     Snapshot,
     Watch,
+    Observe,
 }
 
-pub(crate) async fn run(shared: Arc<Shared>) {
-    let backend = shared.backend.clone();
-    let caps = backend.capabilities();
-    let grace = shared.config.grace.unwrap_or(caps.ttl);
-    let me = shared.config.registration.node.clone();
-    let probing = caps.candidates_only && shared.config.prober.is_some();
-    let mut table = Table::new(probing);
-    let mut events = Vec::new();
-    let mut backoff = Backoff::new(shared.config.backoff_min, shared.config.backoff_max);
+pub(crate) struct ViewTask {
+    shared: Arc<Shared>,
+    caps: Capabilities,
+    /// How long a member missing from a resync is kept.
+    grace: Duration,
+    table: Table,
+    events: Vec<Event>,
+    backoff: Backoff,
+    /// The next request and when to make it.
+    next: Option<(Instant, Ask)>,
+    /// The open watch (or observation) stream.
+    stream: Option<BoxStream<Result<WatchBatch>>>,
+    /// Whether the backend is being read live now (see [`Freshness`]).
+    live: bool,
+    /// The lease this node last held: when it is lost, so may be the backend's history.
+    last_lease: Option<u64>,
+    /// Observation batches received (the revision of an observed view).
+    observed: u64,
+}
+
+/// Runs the view task until the engine is cancelled.
+pub(crate) async fn run(shared: Arc<Shared>, mut probes: mpsc::Receiver<(NodeName, Status)>) {
+    let mut task = ViewTask::new(shared.clone());
     let mut lease_rx = shared.lease.subscribe();
-    // The lease this node last held: when it is lost, so may be the backend's history.
-    let mut last_lease: Option<u64> = None;
-    let mut reg_ok_rx = shared.registration_ok.subscribe();
-    let (probe_tx, mut probe_rx) = mpsc::channel::<(NodeName, Status)>(1024);
-    if probing {
-        tokio::spawn(probe_loop(shared.clone(), probe_tx));
-    } else {
-        drop(probe_tx);
-    }
-
-    let mut next: Option<(Instant, Next)> = Some((Instant::now(), Next::Snapshot));
-    let mut stream: Option<BoxStream<Result<WatchBatch>>> = None;
-    let mut first_snapshot = true;
-
+    let mut registration_rx = shared.registration_ok.subscribe();
     loop {
-        let deadline = table.next_deadline();
-        let action_at = next.as_ref().map(|(at, _)| *at);
+        let ask_at = task.next.map(|(at, _)| at);
+        let deadline = task.table.next_deadline();
         tokio::select! {
             _ = shared.cancel.cancelled() => return,
-
-            _ = sleep_until(action_at.unwrap_or_else(Instant::now)), if action_at.is_some() => {
-                let Some((_, what)) = next.take() else { continue };
-                match what {
-                    Next::Watch => stream = Some(backend.watch(table.revision())),
-                    Next::Snapshot => {
-                        let result = tokio::select! {
-                            r = shared.call("snapshot", backend.snapshot()) => r,
-                            _ = shared.cancel.cancelled() => return,
-                        };
-                        match result {
-                            Ok(mut snap) => {
-                                backoff.reset();
-                                if let Some(me) = self_if_heartbeat(&shared) {
-                                    if !snap.members.iter().any(|m| m.node == me.node) {
-                                        snap.members.push(me);
-                                    }
-                                }
-                                let self_listed = snap.members.iter().any(|m| m.node == me);
-                                let g = if first_snapshot { None } else { Some(grace) };
-                                first_snapshot = false;
-                                table.apply_snapshot(snap, g, Instant::now(), &mut events);
-                                if caps.registration == Registrations::ServerLease
-                                    && !self_listed
-                                    && shared.lease.borrow().is_some()
-                                {
-                                    shared.own_key_missing.notify_one();
-                                }
-                                put_self_if_heartbeat(&shared, &mut table, &mut events);
-                                match caps.view {
-                                    ViewMode::Push => {
-                                        // Stale until the watch is established.
-                                        stream = Some(backend.watch(table.revision()));
-                                    }
-                                    ViewMode::Poll { interval } => {
-                                        table.set_stale(!*reg_ok_rx.borrow());
-                                        next = Some((Instant::now() + interval, Next::Snapshot));
-                                    }
-                                }
-                            }
-                            Err(_) => {
-                                table.set_stale(true);
-                                let mut delay = backoff.next_delay();
-                                if let ViewMode::Poll { interval } = caps.view {
-                                    delay = delay.min(interval);
-                                }
-                                next = Some((Instant::now() + delay, Next::Snapshot));
-                            }
-                        }
-                        shared.publish(table.view(), &mut events);
-                    }
+            _ = sleep_until(ask_at.unwrap_or_else(Instant::now)), if ask_at.is_some() => {
+                if !task.on_ask_due().await {
+                    return;
                 }
             }
-
-            item = next_batch(&mut stream), if stream.is_some() => {
-                match item {
-                    Some(Ok(batch)) => {
-                        if table.view().stale {
-                            shared.record_success("watch");
-                        }
-                        backoff.reset();
-                        let now = Instant::now();
-                        for change in batch.changes {
-                            if let Change::Delete { node, .. } = &change {
-                                if *node == me
-                                    && caps.registration == Registrations::ServerLease
-                                    && shared.lease.borrow().is_some()
-                                {
-                                    shared.own_key_missing.notify_one();
-                                }
-                            }
-                            table.apply(change, batch.revision, now, &mut events);
-                        }
-                        table.set_stale(!*reg_ok_rx.borrow());
-                    }
-                    Some(Err(e)) if e.kind() == ErrorKind::Compacted => {
-                        shared.record_error("watch", &e);
-                        shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("watch history is gone ({e}); resyncing from a snapshot");
-                        stream = None;
-                        table.set_stale(true);
-                        next = Some((Instant::now(), Next::Snapshot));
-                    }
-                    Some(Err(e)) => {
-                        shared.record_error("watch", &e);
-                        stream = None;
-                        table.set_stale(true);
-                        next = Some((Instant::now() + backoff.next_delay(), Next::Watch));
-                    }
-                    None => {
-                        tracing::warn!("watch ended; resuming from revision {}", table.revision().0);
-                        stream = None;
-                        table.set_stale(true);
-                        next = Some((Instant::now() + backoff.next_delay(), Next::Watch));
-                    }
-                }
-                shared.publish(table.view(), &mut events);
-            }
-
+            item = next_batch(&mut task.stream), if task.stream.is_some() => match item {
+                Some(Ok(batch)) => task.on_batch(batch),
+                Some(Err(e)) => task.on_watch_error(e),
+                None => task.on_watch_end(),
+            },
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                table.expire(Instant::now(), &mut events);
-                shared.publish(table.view(), &mut events);
+                task.on_deadline();
             }
-
-            Some((node, status)) = probe_rx.recv() => {
-                table.set_status(&node, status, &mut events);
-                shared.publish(table.view(), &mut events);
-            }
-
+            Some((node, status)) = probes.recv() => task.on_probe(&node, status),
             Ok(()) = lease_rx.changed() => {
                 let lease = lease_rx.borrow_and_update().map(|l| l.id);
-                // This node's lease is gone (expired, revoked, or the server was replaced):
-                // the watch cannot be trusted to resume. A replaced etcd whose revision has
-                // overtaken ours accepts the watch without a sign of the gap, and peers'
-                // new incarnations (and later deletes of them) would be missed for good.
-                // Read a fresh snapshot; whoever is missing from it gets the grace period.
-                let lost = last_lease.is_some() && lease != last_lease;
-                last_lease = lease;
-                if lost
-                    && !first_snapshot
-                    && caps.registration == Registrations::ServerLease
-                    && matches!(caps.view, ViewMode::Push)
-                    && !shared.cancel.is_cancelled()
-                {
-                    shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("this node's lease was lost; resyncing the view from a snapshot");
-                    stream = None;
-                    table.set_stale(true);
-                    next = Some((Instant::now(), Next::Snapshot));
-                }
-                put_self_if_heartbeat(&shared, &mut table, &mut events);
-                shared.publish(table.view(), &mut events);
+                task.on_lease(lease);
             }
+            Ok(()) = registration_rx.changed() => {
+                let ok = *registration_rx.borrow_and_update();
+                task.on_registration_ok(ok);
+            }
+        }
+        task.publish();
+    }
+}
 
-            Ok(()) = reg_ok_rx.changed() => {
-                let ok = *reg_ok_rx.borrow_and_update();
-                if !ok {
-                    table.set_stale(true);
-                } else if stream.is_some() {
-                    // The backend answers again: the watch may have died quietly meanwhile, so
-                    // resume it from the last revision; its first batch makes the view fresh.
-                    stream = Some(backend.watch(table.revision()));
-                } else if matches!(caps.view, ViewMode::Poll { .. }) {
-                    table.set_stale(false);
+impl ViewTask {
+    fn new(shared: Arc<Shared>) -> Self {
+        let caps = shared.backend.capabilities();
+        let probing = caps.candidates_only && shared.config.prober.is_some();
+        let first = match caps.view {
+            ViewMode::Observe => Ask::Observe,
+            ViewMode::Push | ViewMode::Poll { .. } => Ask::Snapshot,
+        };
+        ViewTask {
+            grace: shared.config.grace.unwrap_or(caps.ttl),
+            table: Table::new(probing),
+            events: Vec::new(),
+            backoff: Backoff::new(shared.config.backoff_min, shared.config.backoff_max),
+            next: Some((Instant::now(), first)),
+            stream: None,
+            live: false,
+            last_lease: None,
+            observed: 0,
+            caps,
+            shared,
+        }
+    }
+
+    /// The time for the next request came. False when the engine was cancelled meanwhile.
+    async fn on_ask_due(&mut self) -> bool {
+        let Some((_, ask)) = self.next.take() else {
+            return true;
+        };
+        match ask {
+            Ask::Watch => self.open_stream(self.shared.backend.watch(self.table.revision())),
+            Ask::Observe => self.open_stream(self.shared.backend.observe()),
+            Ask::Snapshot => {
+                let shared = self.shared.clone();
+                let result = tokio::select! {
+                    r = shared.call("snapshot", shared.backend.snapshot()) => r,
+                    _ = shared.cancel.cancelled() => return false,
+                };
+                match result {
+                    Ok(snapshot) => self.on_snapshot(snapshot),
+                    Err(_) => self.on_snapshot_error(),
                 }
-                shared.publish(table.view(), &mut events);
             }
+        }
+        true
+    }
+
+    /// A stream (re)opened: the view is live again once its first batch arrives.
+    fn open_stream(&mut self, stream: BoxStream<Result<WatchBatch>>) {
+        self.live = false;
+        self.stream = Some(stream);
+    }
+
+    fn on_snapshot(&mut self, mut snapshot: Snapshot) {
+        self.backoff.reset();
+        if let Some(me) = self.self_if_heartbeat() {
+            if !snapshot.members.iter().any(|m| m.node == me.node) {
+                snapshot.members.push(me);
+            }
+        }
+        let me = &self.shared.config.registration.node;
+        let self_listed = snapshot.members.iter().any(|m| &m.node == me);
+        // The first snapshot is the starting point; a later one follows a gap whose history
+        // is unknown: who is missing from it gets the grace period.
+        let grace = self.table.view().synced.then_some(self.grace);
+        self.table
+            .apply_snapshot(snapshot, grace, Instant::now(), &mut self.events);
+        if !self_listed {
+            self.own_key_missing();
+        }
+        self.put_self_if_heartbeat();
+        match self.caps.view {
+            // Live once the watch from the snapshot's revision is established.
+            ViewMode::Push => self.open_stream(self.shared.backend.watch(self.table.revision())),
+            ViewMode::Poll { interval } => {
+                self.live = true;
+                self.next = Some((Instant::now() + interval, Ask::Snapshot));
+            }
+            ViewMode::Observe => {}
+        }
+    }
+
+    fn on_snapshot_error(&mut self) {
+        self.live = false;
+        let mut delay = self.backoff.next_delay();
+        if let ViewMode::Poll { interval } = self.caps.view {
+            delay = delay.min(interval);
+        }
+        self.next = Some((Instant::now() + delay, Ask::Snapshot));
+    }
+
+    fn on_batch(&mut self, batch: WatchBatch) {
+        if !self.live {
+            self.shared.record_success("watch");
+            self.live = true;
+        }
+        self.backoff.reset();
+        let revision = match self.caps.view {
+            ViewMode::Observe => {
+                if !batch.changes.is_empty() {
+                    self.observed += 1;
+                }
+                if !self.table.view().synced {
+                    // Listening: what is heard from now on is the view.
+                    self.table.mark_synced();
+                    self.put_self_if_heartbeat();
+                }
+                Revision(self.observed)
+            }
+            ViewMode::Push | ViewMode::Poll { .. } => batch.revision,
+        };
+        let now = Instant::now();
+        let me = self.shared.config.registration.node.clone();
+        for change in batch.changes {
+            if matches!(&change, Change::Delete { node, .. } if *node == me) {
+                self.own_key_missing();
+            }
+            self.table.apply(change, revision, now, &mut self.events);
+        }
+    }
+
+    fn on_watch_error(&mut self, e: Error) {
+        let operation = self.stream_operation();
+        self.shared.record_error(operation, &e);
+        self.stream = None;
+        self.live = false;
+        if e.kind() == ErrorKind::Compacted {
+            tracing::warn!("watch history is gone ({e}); resyncing from a snapshot");
+            self.resync();
+        } else {
+            self.reopen_later();
+        }
+    }
+
+    fn on_watch_end(&mut self) {
+        tracing::warn!(
+            "{} ended; resuming from revision {}",
+            self.stream_operation(),
+            self.table.revision().0
+        );
+        self.stream = None;
+        self.live = false;
+        self.reopen_later();
+    }
+
+    fn stream_operation(&self) -> &'static str {
+        match self.caps.view {
+            ViewMode::Observe => "observe",
+            ViewMode::Push | ViewMode::Poll { .. } => "watch",
+        }
+    }
+
+    fn reopen_later(&mut self) {
+        let ask = match self.caps.view {
+            ViewMode::Observe => Ask::Observe,
+            ViewMode::Push | ViewMode::Poll { .. } => Ask::Watch,
+        };
+        self.next = Some((Instant::now() + self.backoff.next_delay(), ask));
+    }
+
+    /// Reads a fresh snapshot now; the stream, if any, is dropped.
+    fn resync(&mut self) {
+        self.shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        self.stream = None;
+        self.live = false;
+        self.next = Some((Instant::now(), Ask::Snapshot));
+    }
+
+    fn on_deadline(&mut self) {
+        self.table.expire(Instant::now(), &mut self.events);
+    }
+
+    fn on_probe(&mut self, node: &NodeName, status: Status) {
+        self.table.set_status(node, status, &mut self.events);
+    }
+
+    /// This node's lease changed: registered, lost, or registered anew.
+    fn on_lease(&mut self, lease: Option<u64>) {
+        // A lost lease: the watch cannot be trusted to resume. A replaced etcd whose revision
+        // has overtaken ours accepts the watch without a sign of the gap, and peers' new
+        // incarnations (and later deletes of them) would be missed for good. Read a fresh
+        // snapshot; whoever is missing from it gets the grace period.
+        let lost = self.last_lease.is_some() && lease != self.last_lease;
+        self.last_lease = lease;
+        if lost
+            && self.table.view().synced
+            && self.caps.registration == Registrations::ServerLease
+            && self.caps.view == ViewMode::Push
+            && !self.shared.cancel.is_cancelled()
+        {
+            tracing::warn!("this node's lease was lost; resyncing the view from a snapshot");
+            self.resync();
+        }
+        self.put_self_if_heartbeat();
+    }
+
+    /// The registration task's last call succeeded (`ok`) or failed.
+    fn on_registration_ok(&mut self, ok: bool) {
+        if ok && self.stream.is_some() && self.caps.view == ViewMode::Push {
+            // The backend answers again: the watch may have died quietly meanwhile, so
+            // resume it from the last revision; its first batch makes the view live.
+            self.open_stream(self.shared.backend.watch(self.table.revision()));
+        }
+    }
+
+    /// Publishes the table's view, with its freshness derived, and the events.
+    fn publish(&mut self) {
+        let freshness = Freshness {
+            synced: self.table.view().synced,
+            live: self.live,
+            registration_ok: *self.shared.registration_ok.borrow(),
+        };
+        self.table.set_stale(freshness.stale());
+        self.shared.publish(self.table.view(), &mut self.events);
+    }
+
+    /// This node's registration is missing from what the backend says: have the
+    /// registration task write it again.
+    fn own_key_missing(&self) {
+        if self.caps.registration == Registrations::ServerLease
+            && self.shared.lease.borrow().is_some()
+        {
+            self.shared.own_key_missing.notify_one();
+        }
+    }
+
+    /// Backends that register by heartbeat do not hear themselves: this node is in its own
+    /// view while it is registered.
+    fn self_if_heartbeat(&self) -> Option<Member> {
+        if self.caps.registration != Registrations::Heartbeat {
+            return None;
+        }
+        let lease = (*self.shared.lease.borrow())?;
+        let reg = &self.shared.config.registration;
+        // As heartbeat peers report each other: the incarnation (a start time) orders them,
+        // so every node agrees on the oldest.
+        Some(
+            Member::new(reg.node.clone(), Incarnation(lease.id))
+                .with_meta(Some(reg.meta.clone()))
+                .with_created(Revision(lease.id)),
+        )
+    }
+
+    fn put_self_if_heartbeat(&mut self) {
+        if let Some(me) = self.self_if_heartbeat() {
+            let revision = self.table.revision();
+            self.table
+                .apply(Change::Put(me), revision, Instant::now(), &mut self.events);
         }
     }
 }
@@ -208,99 +345,5 @@ async fn next_batch(
     match stream {
         Some(s) => s.next().await,
         None => std::future::pending().await,
-    }
-}
-
-/// Backends that register by heartbeat do not hear themselves: this node is in its own view
-/// while it is registered.
-fn self_if_heartbeat(shared: &Shared) -> Option<Member> {
-    if shared.backend.capabilities().registration != Registrations::Heartbeat {
-        return None;
-    }
-    let lease = (*shared.lease.borrow())?;
-    let reg = &shared.config.registration;
-    Some(Member {
-        node: reg.node.clone(),
-        incarnation: autocluster_plugin::Incarnation(lease.id),
-        meta: Some(reg.meta.clone()),
-        ttl: None,
-        // As multicast peers report each other: the incarnation (a start time) orders them,
-        // so every node agrees on the oldest.
-        created: autocluster_plugin::Revision(lease.id),
-    })
-}
-
-fn put_self_if_heartbeat(shared: &Shared, table: &mut Table, events: &mut Vec<crate::view::Event>) {
-    if let Some(me) = self_if_heartbeat(shared) {
-        let revision = table.revision();
-        table.apply(Change::Put(me), revision, Instant::now(), events);
-    }
-}
-
-/// Probes every candidate each `probe_interval`, and at once when the candidates change. A
-/// running candidate is declared stopped after two failed probes in a row, so one lost
-/// connection does not make it flap.
-async fn probe_loop(shared: Arc<Shared>, tx: mpsc::Sender<(NodeName, Status)>) {
-    let Some(prober) = shared.config.prober.clone() else {
-        return;
-    };
-    let me = shared.config.registration.node.clone();
-    let mut view_rx = shared.view.subscribe();
-    let mut failures: HashMap<NodeName, u32> = HashMap::new();
-    let mut known: BTreeSet<NodeName>;
-    loop {
-        let members: Vec<Member> = view_rx
-            .borrow_and_update()
-            .members()
-            .map(|e| e.member.clone())
-            .collect();
-        known = members.iter().map(|m| m.node.clone()).collect();
-        failures.retain(|n, _| known.contains(n));
-        let results: Vec<(NodeName, bool)> = futures::stream::iter(members)
-            .map(|m| {
-                let prober = prober.clone();
-                let me = me.clone();
-                async move {
-                    let ok = m.node == me || prober(m.clone()).await;
-                    (m.node, ok)
-                }
-            })
-            .buffer_unordered(32)
-            .collect()
-            .await;
-        for (node, ok) in results {
-            let status = if ok {
-                failures.remove(&node);
-                Status::Running
-            } else {
-                let n = failures.entry(node.clone()).or_default();
-                *n += 1;
-                let was_running = shared.view.borrow().is_running(&node);
-                if was_running && *n < 2 {
-                    continue;
-                }
-                Status::Stopped
-            };
-            if tx.send((node, status)).await.is_err() {
-                return;
-            }
-        }
-        let next = Instant::now() + shared.config.probe_interval;
-        loop {
-            tokio::select! {
-                _ = shared.cancel.cancelled() => return,
-                _ = sleep_until(next) => break,
-                r = view_rx.changed() => {
-                    if r.is_err() {
-                        return;
-                    }
-                    let now: BTreeSet<NodeName> =
-                        view_rx.borrow_and_update().members().map(|e| e.member.node.clone()).collect();
-                    if now != known {
-                        break;
-                    }
-                }
-            }
-        }
     }
 }

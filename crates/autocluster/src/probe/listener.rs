@@ -83,10 +83,11 @@ impl PeerListener {
 
     /// Serves probes until the returned task is aborted (or the runtime stops).
     pub fn spawn(self) -> JoinHandle<()> {
-        tokio::spawn(self.serve())
+        tokio::spawn(self.run())
     }
 
-    async fn serve(self) {
+    /// Serves probes until the future is dropped; it never ends on its own.
+    pub async fn run(self) {
         let local = self.local_addr();
         tracing::info!(node = %self.me.node, listen = %local, "peer listener serving probes");
         let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));

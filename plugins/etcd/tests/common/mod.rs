@@ -48,12 +48,9 @@ pub fn backend(etcd: &EtcdServer, extra: &[(&str, &str)]) -> Arc<dyn Discovery> 
 pub fn reg(name: &str) -> Registration {
     let node = node(name);
     Registration {
-        meta: Metadata {
-            node: Some(node.clone()),
-            addrs: vec!["127.0.0.1:4370".into()],
-            version: Some("1.0".into()),
-            ..Default::default()
-        },
+        meta: Metadata::of(node.clone())
+            .with_addrs(vec!["127.0.0.1:4370".into()])
+            .with_version("1.0"),
         node,
     }
 }

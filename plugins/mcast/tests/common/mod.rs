@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: backends on loopback multicast, and a watch
-//! reader that remembers what it saw.
+//! Helpers shared by the integration tests: backends on loopback multicast, and a reader of
+//! the observation stream that remembers what it heard.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use autocluster_mcast::McastDiscovery;
 use autocluster_plugin::{
     BackendContext, BoxStream, Change, Discovery, Member, Metadata, NodeName, Origin, Registration,
-    Result, Revision, Section, WatchBatch,
+    Result, Section, WatchBatch,
 };
 use futures::StreamExt;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -86,32 +86,28 @@ pub fn name(s: &str) -> NodeName {
 pub fn registration(node: &str) -> Registration {
     Registration {
         node: name(node),
-        meta: Metadata {
-            node: Some(name(node)),
-            version: Some("test".into()),
-            ..Metadata::default()
-        },
+        meta: Metadata::of(name(node)).with_version("test"),
     }
 }
 
-/// Reads a watch and keeps every change it saw.
+/// Reads the observation stream and keeps every change it heard; `members` is who was
+/// heard and has not left (expiry by TTL is the engine's, not tested here).
 pub struct Watcher {
     stream: BoxStream<Result<WatchBatch>>,
     pub members: BTreeMap<NodeName, Member>,
     pub changes: Vec<Change>,
-    pub revision: Revision,
 }
 
 impl Watcher {
     pub async fn start(d: &impl Discovery) -> Self {
         let mut w = Watcher {
-            stream: d.watch(Revision(0)),
+            stream: d.observe(),
             members: BTreeMap::new(),
             changes: Vec::new(),
-            revision: Revision(0),
         };
-        // The first batch comes as soon as the watch is established.
-        w.next(WAIT).await.expect("the first batch");
+        // The first batch comes as soon as the node listens.
+        let first = w.next(WAIT).await.expect("the first batch");
+        assert!(first.is_empty(), "the first batch says only: listening");
         w
     }
 
@@ -119,15 +115,10 @@ impl Watcher {
     pub async fn next(&mut self, within: Duration) -> Option<Vec<Change>> {
         let batch = match tokio::time::timeout(within, self.stream.next()).await {
             Err(_) => return None,
-            Ok(None) => panic!("the watch ended"),
-            Ok(Some(Err(e))) => panic!("the watch failed: {e}"),
+            Ok(None) => panic!("the observation stream ended"),
+            Ok(Some(Err(e))) => panic!("the observation stream failed: {e}"),
             Ok(Some(Ok(b))) => b,
         };
-        assert!(
-            batch.revision >= self.revision,
-            "revisions only move forward"
-        );
-        self.revision = batch.revision;
         for c in &batch.changes {
             match c {
                 Change::Put(m) => {

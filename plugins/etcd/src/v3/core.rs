@@ -2,20 +2,18 @@
 //! etcd is down), with TLS, authentication, and failover over the configured endpoints.
 //!
 //! etcd-client's own balancer keeps sending requests to a dead endpoint, so this wrapper
-//! holds one client per endpoint and sticks to the one that answered last; a call that finds
-//! its endpoint unreachable moves on to the next one within the same attempt.
+//! holds one client per endpoint and lets [`Endpoints`] pick the one a call goes to.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use autocluster_plugin::{Error, ErrorKind, Result};
+use autocluster_plugin::{Error, Result};
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use tokio::sync::Mutex;
 
 use crate::config::EtcdConfig;
 use crate::error::from_etcd;
-use crate::NAME;
+use crate::failover::{Bound, Endpoints, CALL_BUDGET};
 
 /// How long a TCP (and TLS) connection to one endpoint may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -29,17 +27,15 @@ pub(crate) const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 /// The lazily connected clients, one per endpoint.
 pub struct Core {
     cfg: EtcdConfig,
+    endpoints: Endpoints,
     clients: Vec<Mutex<Option<Client>>>,
-    /// Per endpoint: whether it ever answered (see `from_etcd`'s `fresh_tls`).
-    answered: Vec<AtomicBool>,
-    current: AtomicUsize,
 }
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Core")
             .field("cfg", &self.cfg)
-            .field("current", &self.current_endpoint())
+            .field("current", &self.endpoints.current())
             .finish_non_exhaustive()
     }
 }
@@ -48,12 +44,11 @@ impl Core {
     /// A core that has not connected yet.
     pub fn new(cfg: EtcdConfig) -> Core {
         let clients = cfg.servers.iter().map(|_| Mutex::new(None)).collect();
-        let answered = cfg.servers.iter().map(|_| AtomicBool::new(false)).collect();
+        let endpoints = Endpoints::new(cfg.servers.clone(), CALL_BUDGET);
         Core {
             cfg,
+            endpoints,
             clients,
-            answered,
-            current: AtomicUsize::new(0),
         }
     }
 
@@ -62,64 +57,68 @@ impl Core {
         &self.cfg
     }
 
-    /// The endpoint calls go to now.
-    pub fn current_endpoint(&self) -> &str {
-        let i = self.current.load(Ordering::Relaxed) % self.cfg.servers.len();
-        &self.cfg.servers[i]
+    /// The endpoints and which one is current.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
     }
 
-    /// Maps an error that happened on the current endpoint (a broken stream).
-    pub fn error(&self, e: etcd_client::Error, op: &'static str) -> Error {
-        from_etcd(e, op, &self.cfg, self.current_endpoint(), false)
+    /// Maps an error that happened on endpoint `idx` (a broken stream).
+    pub fn error(&self, e: etcd_client::Error, op: &'static str, idx: usize) -> Error {
+        from_etcd(e, op, &self.cfg, self.endpoints.url(idx), false)
     }
 
-    /// Runs `f` with a client of the current endpoint; when that endpoint is unreachable,
-    /// with the next one, until each was tried once.
-    pub async fn call<T, F, Fut>(&self, op: &'static str, mut f: F) -> Result<T>
+    /// Runs `f` with a client of the current endpoint, failing over as [`Endpoints::call`]
+    /// says.
+    pub async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
     where
-        F: FnMut(Client) -> Fut,
+        F: Fn(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
-        let n = self.clients.len();
-        let start = self.current.load(Ordering::Relaxed);
-        let mut unreachable = Vec::new();
-        for i in 0..n {
-            let idx = (start + i) % n;
-            let url = &self.cfg.servers[idx];
-            let res = match self.client(idx).await {
-                Ok(c) => f(c).await,
-                Err(e) => Err(e),
-            };
-            let e = match res {
-                Ok(v) => {
-                    self.current.store(idx, Ordering::Relaxed);
-                    self.answered[idx].store(true, Ordering::Relaxed);
-                    return Ok(v);
-                }
-                Err(e) => {
-                    let fresh_tls =
-                        self.cfg.tls.is_some() && !self.answered[idx].load(Ordering::Relaxed);
-                    from_etcd(e, op, &self.cfg, url, fresh_tls)
-                }
-            };
-            if e.kind() != ErrorKind::Unavailable || n == 1 {
-                return Err(e);
-            }
-            tracing::debug!(backend = NAME, endpoint = %url, "{e}; trying the next endpoint");
-            unreachable.push(e);
-        }
-        // Every endpoint was unreachable: say so, with the last one's cause.
-        let mut e = Error::new(
-            ErrorKind::Unavailable,
-            format!("cannot reach any etcd endpoint of {}", self.cfg.endpoints()),
-        )
-        .with_backend(NAME)
-        .with_operation(op)
-        .with_endpoint(self.cfg.endpoints());
-        if let Some(last) = unreachable.pop() {
-            e = e.with_source(last);
-        }
-        Err(e)
+        Ok(self.call_bounded(op, Bound::Share, f).await?.1)
+    }
+
+    /// [`Core::call`] for a call that waits by design (the Lock API): no endpoint's share
+    /// of the call time cuts it.
+    pub async fn call_waiting<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        Ok(self.call_bounded(op, Bound::Waits, f).await?.1)
+    }
+
+    /// [`Core::call`] that opens a stream: also says which endpoint the stream is on.
+    pub async fn open<T, F, Fut>(&self, op: &'static str, f: F) -> Result<(usize, T)>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        self.call_bounded(op, Bound::Share, f).await
+    }
+
+    async fn call_bounded<T, F, Fut>(
+        &self,
+        op: &'static str,
+        bound: Bound,
+        f: F,
+    ) -> Result<(usize, T)>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let f = &f;
+        self.endpoints
+            .call(op, bound, |idx| async move {
+                let res = match self.client(idx).await {
+                    Ok(c) => f(c).await,
+                    Err(e) => Err(e),
+                };
+                res.map(|v| (idx, v)).map_err(|e| {
+                    let fresh_tls = self.cfg.tls.is_some() && !self.endpoints.answered(idx);
+                    from_etcd(e, op, &self.cfg, self.endpoints.url(idx), fresh_tls)
+                })
+            })
+            .await
     }
 
     /// The client of endpoint `idx`, connecting first if needed.

@@ -1,0 +1,82 @@
+//! Helpers shared by the CLI's integration tests: the binary and its configuration files
+//! ([`mod.rs`](self)), bounded waits ([`wait`]), plain HTTP to the admin endpoint ([`http`]),
+//! child processes killed on drop ([`process`]), a running agent ([`agent`]) and a follower
+//! of its events ([`events`]).
+//!
+//! Each test file uses part of this, so what one of them leaves unused is not dead code.
+#![allow(dead_code, unused_imports)]
+
+pub mod agent;
+pub mod events;
+pub mod http;
+pub mod process;
+pub mod wait;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+pub use agent::Agent;
+pub use events::Events;
+pub use http::{http_get, http_status};
+pub use process::Proc;
+pub use wait::{wait_for, wait_within, WAIT};
+
+/// The `autocluster` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_autocluster");
+
+/// The binary with `args`, without any `AUTOCLUSTER_*` or `RUST_LOG` variable of the test's
+/// environment (a test that wants one sets it on the command).
+pub fn autocluster(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (k, _) in std::env::vars_os() {
+        let k_text = k.to_string_lossy();
+        if k_text.starts_with("AUTOCLUSTER_") || k_text == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Runs the binary with `args` to its end.
+pub fn run(args: &[&str]) -> Output {
+    autocluster(args).output().expect("the binary runs")
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Writes `body` to `<dir>/<name>`.
+pub fn write_conf(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// Writes `<dir>/<file>.conf` for `node`: its name, an admin endpoint on a free loopback port,
+/// then `body`.
+pub fn node_conf(dir: &Path, file: &str, node: &str, body: &str) -> PathBuf {
+    let admin = free_addr();
+    write_conf(
+        dir,
+        &format!("{file}.conf"),
+        &format!("node.name = {node}\nnode.admin_listen = {admin}\n{body}"),
+    )
+}
+
+/// A duration in whole milliseconds, for the figures tests print.
+pub fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}

@@ -1,0 +1,203 @@
+//! What the engine's tasks share with each other and with readers: the backend, the
+//! channels the view, the events and the health are published on, and the bounded call.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use autocluster_plugin::{Discovery, Error, ErrorKind, Lease, Registrations, Result};
+use tokio::sync::{broadcast, watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use super::{EngineConfig, Stats};
+use crate::view::{Event, Health, View};
+
+/// Events the view task's buffer keeps room for between batches.
+const EVENT_BUFFER_KEPT: usize = 256;
+
+pub(crate) struct Shared {
+    pub backend: Arc<dyn Discovery>,
+    pub config: EngineConfig,
+    pub view: watch::Sender<View>,
+    /// Created by the first subscriber (see [`Shared::subscribe_events`]).
+    events: OnceLock<broadcast::Sender<Event>>,
+    /// Held while a view and its events are published, and while a subscriber reads the view
+    /// and subscribes: a subscriber gets a view and then exactly the events after it.
+    publishing: Mutex<()>,
+    pub health: watch::Sender<Health>,
+    /// The current registration, set by the registration task.
+    pub lease: watch::Sender<Option<Lease>>,
+    /// Whether the registration task's last call succeeded.
+    pub registration_ok: watch::Sender<bool>,
+    /// Raised by the view task when this node's own registration vanished.
+    pub own_key_missing: Notify,
+    pub stats: Stats,
+    pub cancel: CancellationToken,
+}
+
+impl Shared {
+    /// The state of an engine whose tasks have not started.
+    pub(crate) fn new(backend: Arc<dyn Discovery>, config: EngineConfig) -> Arc<Shared> {
+        let caps = backend.capabilities();
+        let health = Health {
+            backend: backend.name(),
+            registered: caps.registration == Registrations::None,
+            stale: true,
+            ..Health::default()
+        };
+        Arc::new(Shared {
+            backend,
+            view: watch::channel(View {
+                stale: true,
+                ..View::default()
+            })
+            .0,
+            events: OnceLock::new(),
+            publishing: Mutex::new(()),
+            health: watch::channel(health).0,
+            lease: watch::channel(None).0,
+            registration_ok: watch::channel(true).0,
+            own_key_missing: Notify::new(),
+            stats: Stats::default(),
+            cancel: CancellationToken::new(),
+            config,
+        })
+    }
+
+    fn events_sender(&self) -> &broadcast::Sender<Event> {
+        self.events
+            .get_or_init(|| broadcast::channel(self.config.event_capacity.max(16)).0)
+    }
+
+    /// A receiver of the events from now on. The channel is created by the first
+    /// subscriber: a broadcast channel allocates all its `event_capacity` slots at once
+    /// (about 7 MiB for the default 16,384), and events published while nobody subscribes
+    /// go nowhere anyway.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Event> {
+        self.events_sender().subscribe()
+    }
+
+    /// The current view and a receiver of exactly the events that follow it: nothing
+    /// between the two is missed, and nothing already in the view comes again.
+    pub fn subscribe_with_view(&self) -> (View, broadcast::Receiver<Event>) {
+        let tx = self.events_sender();
+        let _publishing = lock(&self.publishing);
+        (self.view.borrow().clone(), tx.subscribe())
+    }
+
+    /// Records whether the registration task's last call succeeded. Readers are woken only
+    /// when that changes: the view task resumes its watch when it turns true, and waking it
+    /// at every keep-alive made every node reopen its watch every `keep_alive_every`.
+    pub fn set_registration_ok(&self, ok: bool) {
+        self.registration_ok.send_if_modified(|v| {
+            let changed = *v != ok;
+            *v = ok;
+            changed
+        });
+    }
+
+    /// One bounded backend call, with its outcome recorded in health and stats.
+    pub async fn call<T>(
+        &self,
+        operation: &'static str,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let result = match tokio::time::timeout(self.config.call_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("no answer within {:?}", self.config.call_timeout),
+            )
+            .with_backend(self.backend.name())
+            .with_operation(operation)),
+        };
+        match &result {
+            Ok(_) => self.record_success(operation),
+            Err(e) => self.record_error(operation, e),
+        }
+        result
+    }
+
+    pub fn record_success(&self, operation: &'static str) {
+        self.stats.call(operation, None);
+        self.health.send_if_modified(|h| {
+            let was = (h.consecutive_failures, h.last_success);
+            h.consecutive_failures = 0;
+            h.last_success = Some(SystemTime::now());
+            // Publish at most once per second for successes alone.
+            was.0 != 0
+                || was
+                    .1
+                    .and_then(|t| t.elapsed().ok())
+                    .is_none_or(|d| d >= Duration::from_secs(1))
+        });
+    }
+
+    pub fn record_error(&self, operation: &'static str, e: &Error) {
+        self.stats.call(operation, Some(e.kind()));
+        let text = if e.context().operation.is_some() {
+            e.to_string()
+        } else {
+            format!("{} {operation}: {e}", self.backend.name())
+        };
+        tracing::warn!(backend = self.backend.name(), operation, kind = %e.kind(), "{text}");
+        self.health.send_modify(|h| {
+            h.consecutive_failures += 1;
+            h.last_error = Some(text);
+            h.last_error_kind = Some(e.kind().as_str());
+            h.last_error_at = Some(SystemTime::now());
+        });
+    }
+
+    /// Publishes `view` and then `events` (drained). `watch()` readers are woken only when
+    /// the view really changed: its members (the table touches its map only on a change,
+    /// so an unchanged map is the same pointer), or whether it is stale or synced. A
+    /// keep-alive or a heartbeat that changes nothing wakes nobody.
+    pub fn publish(&self, view: &View, events: &mut Vec<Event>) {
+        let _publishing = lock(&self.publishing);
+        self.view.send_if_modified(|current| {
+            let changed = !current.members.ptr_eq(&view.members)
+                || current.stale != view.stale
+                || current.synced != view.synced;
+            *current = view.clone();
+            changed
+        });
+        let me = &self.config.registration.node;
+        let in_view = view.members.contains_key(me)
+            || self.backend.capabilities().registration == Registrations::None;
+        self.health.send_if_modified(|h| {
+            let changed = h.stale != view.stale || h.synced != view.synced || h.in_view != in_view;
+            h.stale = view.stale;
+            h.synced = view.synced;
+            h.in_view = in_view;
+            changed
+        });
+        let tx = self.events.get();
+        for e in events.drain(..) {
+            self.stats.event(e.kind);
+            tracing::info!(event = e.kind.as_str(), node = %e.node, incarnation = %e.member.incarnation, "member {}", e.kind.as_str());
+            if let Some(tx) = tx {
+                let _ = tx.send(e);
+            }
+        }
+        // A first snapshot of 10,000 members leaves room for 16,384 events (6 MiB) in the
+        // buffer, drained but kept for the life of the node: give it back.
+        events.shrink_to(EVENT_BUFFER_KEPT);
+    }
+
+    /// The engine cannot go on: a task panicked or ended on its own. Readiness turns false
+    /// with the reason, and the engine stops (deregistering).
+    pub fn fail(&self, why: String) {
+        tracing::error!("{why}; this node leaves the cluster");
+        self.stats.task_failure();
+        self.health.send_modify(|h| {
+            if h.failed.is_none() {
+                h.failed = Some(why);
+            }
+        });
+        self.cancel.cancel();
+    }
+}
+
+fn lock(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

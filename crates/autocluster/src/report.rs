@@ -1,0 +1,187 @@
+//! The status of a node as one typed report: what the agent's `GET /status` answers and what
+//! `autocluster status` reads back, so that both sides share one type and one status line.
+
+use std::time::SystemTime;
+
+use autocluster_plugin::{NodeName, Revision};
+use serde::{Deserialize, Serialize};
+
+use crate::view::{emqx_status_line, opt_ms, Health, MemberEntry};
+use crate::Cluster;
+
+/// A node's view and health at one moment, in the JSON form of the agent's `/status`:
+/// `{"node", "backend", "cluster", "running_nodes", "stopped_nodes", "members", "health",
+/// "revision", "stale"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// This node.
+    pub node: NodeName,
+    /// The backend's name (`etcd`).
+    pub backend: String,
+    /// The cluster's name (`cluster.name`).
+    pub cluster: String,
+    /// The running nodes, ordered.
+    pub running_nodes: Vec<NodeName>,
+    /// The listed nodes that do not run, ordered.
+    pub stopped_nodes: Vec<NodeName>,
+    /// Every member, ordered by node name.
+    pub members: Vec<MemberEntry>,
+    /// The engine's health.
+    pub health: HealthReport,
+    /// The backend revision the view reflects.
+    pub revision: Revision,
+    /// True while the view is the last known one rather than a live one.
+    pub stale: bool,
+}
+
+impl StatusReport {
+    /// The report of `cluster` now, named `cluster_name`.
+    pub fn new(cluster: &Cluster, cluster_name: &str) -> StatusReport {
+        let view = cluster.view();
+        StatusReport {
+            node: cluster.node().clone(),
+            backend: cluster.backend_name().to_string(),
+            cluster: cluster_name.to_string(),
+            running_nodes: view.running_nodes(),
+            stopped_nodes: view.stopped_nodes(),
+            members: view.members().cloned().collect(),
+            health: cluster.health().into(),
+            revision: view.revision,
+            stale: view.stale,
+        }
+    }
+
+    /// EMQX's one-line form, the same as [`crate::View::emqx_status_line`] of the view the
+    /// report was made from.
+    pub fn emqx_status_line(&self) -> String {
+        emqx_status_line(&self.running_nodes, &self.stopped_nodes)
+    }
+}
+
+/// [`Health`] as a report carries it: the same fields and JSON, with owned strings, so that
+/// it can be read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// The backend's name.
+    pub backend: String,
+    /// Whether this node's registration is in place.
+    pub registered: bool,
+    /// The incarnation of the current registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<u64>,
+    /// Whether the view is the last known one rather than a live one.
+    pub stale: bool,
+    /// Whether a first snapshot was read.
+    pub synced: bool,
+    /// Whether this node sees its own registration in its view.
+    pub in_view: bool,
+    /// When a backend call last succeeded.
+    #[serde(default, with = "opt_ms", skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<SystemTime>,
+    /// The last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The kind of the last error (`unavailable`, `tls`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_kind: Option<String>,
+    /// When the last error happened.
+    #[serde(default, with = "opt_ms", skip_serializing_if = "Option::is_none")]
+    pub last_error_at: Option<SystemTime>,
+    /// Backend calls that failed in a row.
+    pub consecutive_failures: u64,
+}
+
+impl From<Health> for HealthReport {
+    fn from(h: Health) -> HealthReport {
+        HealthReport {
+            backend: h.backend.to_string(),
+            registered: h.registered,
+            incarnation: h.incarnation,
+            stale: h.stale,
+            synced: h.synced,
+            in_view: h.in_view,
+            last_success: h.last_success,
+            last_error: h.last_error,
+            last_error_kind: h.last_error_kind.map(str::to_string),
+            last_error_at: h.last_error_at,
+            consecutive_failures: h.consecutive_failures,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::Status;
+    use autocluster_plugin::Member;
+    use std::time::Duration;
+
+    fn node(name: &str) -> NodeName {
+        name.parse().unwrap()
+    }
+
+    fn health() -> Health {
+        Health {
+            backend: "etcd",
+            registered: true,
+            incarnation: Some(0xff),
+            last_error: Some("etcd watch: down".into()),
+            last_error_kind: Some("unavailable"),
+            last_error_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(7)),
+            consecutive_failures: 2,
+            ..Health::default()
+        }
+    }
+
+    fn report() -> StatusReport {
+        let entry = |name: &str, status| MemberEntry {
+            member: Member::bare(node(name)),
+            status,
+            since: SystemTime::UNIX_EPOCH + Duration::from_millis(1_732_483_023_500),
+            vanishing: false,
+        };
+        StatusReport {
+            node: node("a@h"),
+            backend: "etcd".into(),
+            cluster: "emqxcl".into(),
+            running_nodes: vec![node("a@h")],
+            stopped_nodes: vec![node("b@h")],
+            members: vec![entry("a@h", Status::Running), entry("b@h", Status::Stopped)],
+            health: health().into(),
+            revision: Revision(7),
+            stale: false,
+        }
+    }
+
+    #[test]
+    fn the_json_keeps_the_field_names_of_health_and_reads_back() {
+        let report = report();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["health"], serde_json::to_value(health()).unwrap());
+        assert_eq!(json["members"][0]["since"], 1_732_483_023_500u64);
+        assert_eq!(json["members"][1]["status"], "stopped");
+        assert_eq!(json["running_nodes"], serde_json::json!(["a@h"]));
+        assert_eq!(json["revision"], 7);
+        let back: StatusReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
+    }
+
+    #[test]
+    fn the_status_line_is_the_views() {
+        assert_eq!(
+            report().emqx_status_line(),
+            "Cluster status: [{running_nodes,['a@h']},{stopped_nodes,['b@h']}]"
+        );
+    }
+
+    #[test]
+    fn a_bad_node_name_or_a_missing_field_is_refused() {
+        let mut json = serde_json::to_value(report()).unwrap();
+        json["health"].as_object_mut().unwrap().remove("registered");
+        let err = serde_json::from_value::<StatusReport>(json).unwrap_err();
+        assert!(err.to_string().contains("registered"), "{err}");
+        let mut json = serde_json::to_value(report()).unwrap();
+        json["node"] = serde_json::json!("no at sign");
+        assert!(serde_json::from_value::<StatusReport>(json).is_err());
+    }
+}

@@ -1,0 +1,300 @@
+//! The etcd v3 backend (the default, `api = v3`): leases, a prefix watch, and the Lock API,
+//! over gRPC.
+//!
+//! `core` is the client wrapper (connections, TLS, auth, failover), `keeper` keeps the
+//! lease alive, `watch` follows the prefix; registration, the snapshot and the lock are here.
+
+mod core;
+mod keeper;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use autocluster_plugin::{
+    async_trait, BoxStream, Capabilities, Discovery, Error, ErrorKind, Lease, LockToken,
+    Registration, Result, Revision, Snapshot, WatchBatch,
+};
+use etcd_client::{GetOptions, LockOptions, PutOptions};
+use tokio::sync::Mutex;
+
+use self::core::{Core, MAX_MESSAGE};
+use self::keeper::Keeper;
+use crate::config::EtcdConfig;
+use crate::keys::{encode_value, Garbage, Layout};
+use crate::NAME;
+
+/// Keys read per range request of a snapshot; pages share one revision.
+const PAGE: i64 = 1000;
+/// How long the clean-up after a lock timeout, or after a failed registration, may take.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The etcd v3 discovery backend.
+#[derive(Debug)]
+pub struct EtcdBackend {
+    shared: Arc<Shared>,
+    keeper: Mutex<Option<Keeper>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    core: Core,
+    layout: Layout,
+    garbage: Garbage,
+}
+
+impl EtcdBackend {
+    /// A backend for `cluster` with `cfg`; it connects on its first call.
+    pub fn new(cfg: EtcdConfig, cluster: &str) -> EtcdBackend {
+        let layout = Layout::new(&cfg.prefix, cluster);
+        EtcdBackend {
+            shared: Arc::new(Shared {
+                core: Core::new(cfg),
+                layout,
+                garbage: Garbage::default(),
+            }),
+            keeper: Mutex::new(None),
+        }
+    }
+
+    /// Another backend over the same etcd connections (and layout), with its own lease and
+    /// keep-alive stream: for a process that registers several nodes; the benchmarks
+    /// register thousands from one process this way.
+    pub fn sibling(&self) -> EtcdBackend {
+        EtcdBackend {
+            shared: self.shared.clone(),
+            keeper: Mutex::new(None),
+        }
+    }
+
+    /// The key layout.
+    pub fn layout(&self) -> &Layout {
+        &self.shared.layout
+    }
+
+    fn cfg(&self) -> &EtcdConfig {
+        self.shared.core.cfg()
+    }
+
+    fn core(&self) -> &Core {
+        &self.shared.core
+    }
+}
+
+/// The end of the prefix range: the prefix with its last byte incremented (`/a/` -> `/a0`).
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[async_trait]
+impl Discovery for EtcdBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.cfg().capabilities()
+    }
+
+    async fn register(&self, reg: &Registration) -> Result<Lease> {
+        let ttl = self.cfg().node_ttl.as_secs() as i64;
+        let grant = self
+            .core()
+            .call(
+                "register",
+                |mut c| async move { c.lease_grant(ttl, None).await },
+            )
+            .await?;
+        let id = grant.id();
+        let key = self.shared.layout.node_key(&reg.node);
+        let value = encode_value(&reg.meta);
+        let put = self
+            .core()
+            .call("register", |mut c| {
+                let (key, value) = (key.clone(), value.clone());
+                async move {
+                    c.put(key, value, Some(PutOptions::new().with_lease(id)))
+                        .await
+                }
+            })
+            .await;
+        if let Err(e) = put {
+            // Best effort: the lease would expire by itself anyway.
+            let revoke = self
+                .core()
+                .call("register", |mut c| async move { c.lease_revoke(id).await });
+            let _ = tokio::time::timeout(CLEANUP_TIMEOUT, revoke).await;
+            return Err(e.with_key(key));
+        }
+        Ok(Lease {
+            id: id as u64,
+            ttl: Duration::from_secs(grant.ttl().max(1) as u64),
+        })
+    }
+
+    async fn keep_alive(&self, lease: &Lease) -> Result<Duration> {
+        keeper::keep_alive(self.core(), &self.keeper, lease).await
+    }
+
+    async fn refresh(&self, reg: &Registration, lease: &Lease) -> Result<()> {
+        let key = self.shared.layout.node_key(&reg.node);
+        let value = encode_value(&reg.meta);
+        let id = lease.id as i64;
+        self.core()
+            .call("refresh", |mut c| {
+                let (key, value) = (key.clone(), value.clone());
+                async move {
+                    c.put(key, value, Some(PutOptions::new().with_lease(id)))
+                        .await
+                }
+            })
+            .await
+            .map_err(|e| e.with_key(key.clone()))?;
+        Ok(())
+    }
+
+    async fn deregister(&self, lease: &Lease) -> Result<()> {
+        self.keeper.lock().await.take();
+        let id = lease.id as i64;
+        let revoke = self
+            .core()
+            .call(
+                "deregister",
+                |mut c| async move { c.lease_revoke(id).await },
+            )
+            .await;
+        match revoke {
+            Ok(_) => Ok(()),
+            // Already gone is what we wanted.
+            Err(e) if e.kind() == ErrorKind::LeaseLost => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot> {
+        let layout = &self.shared.layout;
+        let end = prefix_end(layout.nodes_prefix());
+        let mut start = layout.nodes_prefix().as_bytes().to_vec();
+        let mut revision = 0;
+        let mut members = Vec::new();
+        loop {
+            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+            if revision > 0 {
+                opts = opts.with_revision(revision);
+            }
+            let resp = self
+                .core()
+                .call("snapshot", |c| {
+                    let (start, opts) = (start.clone(), opts.clone());
+                    let mut kv = c.kv_client().max_decoding_message_size(MAX_MESSAGE);
+                    async move { kv.get(start, Some(opts)).await }
+                })
+                .await
+                .map_err(|e| e.with_key(layout.nodes_prefix()))?;
+            if revision == 0 {
+                revision = resp.header().map_or(0, |h| h.revision());
+            }
+            for kv in resp.kvs() {
+                match layout.member(
+                    kv.key(),
+                    kv.value(),
+                    kv.lease() as u64,
+                    kv.create_revision(),
+                ) {
+                    Ok(m) => members.push(m),
+                    Err(why) => self.shared.garbage.skip(NAME, kv.key(), &why),
+                }
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        Ok(Snapshot {
+            members,
+            revision: Revision(revision.max(0) as u64),
+        })
+    }
+
+    fn watch(&self, after: Revision) -> BoxStream<Result<WatchBatch>> {
+        watch::watch(self.shared.clone(), after)
+    }
+
+    async fn lock(&self, lease: &Lease, timeout: Duration) -> Result<LockToken> {
+        let timeout = if timeout.is_zero() {
+            self.cfg().lock_timeout
+        } else {
+            timeout
+        };
+        let id = lease.id as i64;
+        let name = self.shared.layout.lock_name();
+        let attempt = self.core().call_waiting("lock", |mut c| async move {
+            c.lock(name, Some(LockOptions::new().with_lease(id))).await
+        });
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(resp)) => Ok(LockToken {
+                key: String::from_utf8_lossy(resp.key()).into_owned(),
+                lease: lease.id,
+                fence: Revision(resp.header().map_or(0, |h| h.revision()).max(0) as u64),
+            }),
+            Ok(Err(e)) => Err(e.with_key(name)),
+            Err(_) => {
+                // etcd removes the waiter's key when the cancelled call reaches it; delete it
+                // too, so no dangling waiter blocks the next holder whatever the timing.
+                let waiter = format!("{name}/{id:x}");
+                let delete = self.core().call("lock", |mut c| {
+                    let waiter = waiter.clone();
+                    async move { c.delete(waiter, None).await }
+                });
+                let _ = tokio::time::timeout(CLEANUP_TIMEOUT, delete).await;
+                Err(Error::new(
+                    ErrorKind::LockTimeout,
+                    format!("the cluster lock {name} was not acquired within {timeout:?}"),
+                )
+                .with_backend(NAME)
+                .with_operation("lock")
+                .with_key(name))
+            }
+        }
+    }
+
+    async fn unlock(&self, token: &LockToken) -> Result<()> {
+        let key = token.key.clone();
+        self.core()
+            .call("unlock", |mut c| {
+                let key = key.clone();
+                async move { c.unlock(key).await }
+            })
+            .await
+            .map_err(|e| e.with_key(key.clone()))?;
+        Ok(())
+    }
+
+    fn invalid_entries(&self) -> u64 {
+        self.shared.garbage.count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_a_true_prefix_range() {
+        assert_eq!(
+            prefix_end("/emqxcl/emqxcl/nodes/"),
+            b"/emqxcl/emqxcl/nodes0".to_vec()
+        );
+        assert_eq!(prefix_end("a\u{7f}"), b"a\x80".to_vec());
+    }
+}
