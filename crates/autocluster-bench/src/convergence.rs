@@ -11,9 +11,9 @@ use etcd_client::{Client, PutOptions};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::args::Plan;
+use crate::members::Members;
 use crate::probes::{
-    nodes_prefix, BoxError, Members, Observer, Poller, RawWatcher, Recorder, Seen, POLL_EVERY,
-    PREFIX,
+    nodes_prefix, BoxError, Observer, Poller, RawWatcher, Recorder, Seen, POLL_EVERY, PREFIX,
 };
 use crate::report::{fmt_s, max, ms, ratio, Report};
 use crate::verdict::Verdict;

@@ -9,7 +9,8 @@ use rand::Rng;
 
 use crate::convergence::Stage;
 use crate::join_leave::signed_ms;
-use crate::probes::{etcd_config, BoxError, Members, Seen};
+use crate::members::Members;
+use crate::probes::{etcd_config, BoxError, Seen};
 use crate::report::{fmt_ms, fmt_s, max, ms, pct, Report};
 use crate::verdict::Verdict;
 

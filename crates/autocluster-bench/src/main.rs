@@ -15,8 +15,10 @@
 //! watch are whole nodes (`Cluster`), each with its own backend and connection.
 //!
 //! The stages, one file each: `convergence`, `join_leave`, `crashes`, `steady` (etcd's load)
-//! and `memory`; `args` resolves the command line into a plan, `report` and `verdict` make
-//! the table.
+//! and `memory`. What they run: `members` (the simulated members), `probes` (the observers,
+//! the raw watch, the polling loop), `agent` (the real binary), `metrics` (etcd's counters),
+//! `machine`. `args` resolves the command line into a plan; `report` and `verdict` make the
+//! table.
 //!
 //! `cargo run --release -p autocluster-bench -- --quick` (seconds) or without `--quick` (the
 //! full run, a few minutes).
@@ -27,6 +29,7 @@ mod convergence;
 mod crashes;
 mod join_leave;
 mod machine;
+mod members;
 mod memory;
 mod metrics;
 mod probes;
@@ -151,7 +154,19 @@ async fn run(args: &Args, plan: &Plan) -> Result<(), BoxError> {
     }
     stage.stop().await;
 
-    let header = format!(
+    let header = header(&machine, &etcd, &load_start, plan, started);
+    print_report(&report, &header, args.out.as_deref())
+}
+
+/// The line above the table: the machine, etcd, the load, the mode and how long it took.
+fn header(
+    machine: &Machine,
+    etcd: &EtcdServer,
+    load_start: &str,
+    plan: &Plan,
+    started: Instant,
+) -> String {
+    format!(
         "Machine: {} CPUs ({}), {} memory, {}; etcd {} on loopback; {}; \
          load average (1/5/15 min) {} at start, {} at end; mode {}; {:.0} s.\n",
         machine.cpus,
@@ -164,8 +179,7 @@ async fn run(args: &Args, plan: &Plan) -> Result<(), BoxError> {
         load_average(),
         if plan.quick { "--quick" } else { "full" },
         started.elapsed().as_secs_f64()
-    );
-    print_report(&report, &header, args.out.as_deref())
+    )
 }
 
 /// An agent in the large cluster, seen joining by the first observer (or noted).
