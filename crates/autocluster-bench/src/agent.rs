@@ -16,7 +16,8 @@ pub fn default_bin() -> Option<PathBuf> {
 /// An `autocluster agent` process in a cluster.
 pub struct Agent {
     child: Child,
-    _dir: tempfile::TempDir,
+    /// Its configuration and log.
+    dir: tempfile::TempDir,
 }
 
 impl Agent {
@@ -50,7 +51,19 @@ impl Agent {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
-        Ok(Agent { child, _dir: dir })
+        Ok(Agent { child, dir })
+    }
+
+    /// If the agent has exited: its exit status and the last line of its log (why).
+    pub fn exited(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok()??;
+        let log = std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default();
+        let last = log
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        Some(format!("{status}: {}", last.trim()))
     }
 
     pub fn pid(&self) -> String {

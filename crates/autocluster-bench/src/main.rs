@@ -117,7 +117,7 @@ async fn run(args: &Args, plan: &Plan) -> Result<(), BoxError> {
              (build it: cargo build --release -p autocluster-cli, or pass --agent-bin)",
         );
     }
-    let solo = agent_bin
+    let mut solo = agent_bin
         .as_deref()
         .map(|bin| Agent::start(bin, &endpoint, "agentsolo", "agent-solo", plan.node_ttl))
         .transpose()?;
@@ -132,7 +132,7 @@ async fn run(args: &Args, plan: &Plan) -> Result<(), BoxError> {
     crashes::run(&mut report, &stage, &endpoint, plan.crashes, plan.crash_ttl).await?;
 
     eprintln!("== steady state, {} s", plan.steady.as_secs());
-    let big_agent = match &agent_bin {
+    let mut big_agent = match &agent_bin {
         Some(bin) => Some(join_agent(&mut report, bin, &endpoint, &stage, plan).await?),
         None => None,
     };
@@ -142,10 +142,10 @@ async fn run(args: &Args, plan: &Plan) -> Result<(), BoxError> {
     steady::run(&mut report, etcd.port(), plan, &load).await?;
 
     eprintln!("== agent memory");
-    if let Some(a) = &solo {
+    if let Some(a) = &mut solo {
         memory::agent(&mut report, a, "alone in its cluster (1 member)");
     }
-    if let Some(a) = &big_agent {
+    if let Some(a) = &mut big_agent {
         let what = format!("{} members in view", stage.n + plan.observers + 1);
         memory::agent(&mut report, a, &what);
     }

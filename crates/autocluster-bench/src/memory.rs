@@ -76,15 +76,20 @@ pub fn engine(report: &mut Report, sizes: &[usize]) -> Result<(), BoxError> {
 }
 
 /// The agent's RSS now, after it idled, against the goal.
-pub fn agent(report: &mut Report, a: &Agent, what: &str) {
-    let pid = a.pid();
+pub fn agent(report: &mut Report, a: &mut Agent, what: &str) {
     let what = format!("`autocluster agent` RSS, idle, {what}");
-    let Some(now) = rss(&pid) else {
-        let figure = "n/a: no /proc entry (the agent exited)";
-        report.row(what, figure, "", "", "≤ 15 MiB", Verdict::NotMet);
-        return;
+    let now = match a.exited() {
+        Some(why) => Err(format!("n/a: the agent exited ({why})")),
+        None => rss(&a.pid()).ok_or_else(|| "n/a: no RSS in /proc".to_string()),
     };
-    let peak = peak_rss(&pid).map_or("n/a".into(), mib);
+    let now = match now {
+        Ok(now) => now,
+        Err(figure) => {
+            report.row(what, figure, "", "", "≤ 15 MiB", Verdict::NotMet);
+            return;
+        }
+    };
+    let peak = peak_rss(&a.pid()).map_or("n/a".into(), mib);
     report.row(
         what,
         format!("{} (peak {peak})", mib(now)),
