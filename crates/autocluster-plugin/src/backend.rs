@@ -70,6 +70,10 @@ pub struct Capabilities {
     /// Whether the backend lists candidates only, so the engine must probe each one to know
     /// whether it runs (static seeds, DNS).
     pub candidates_only: bool,
+    /// With [`ViewMode::Push`]: the watch yields a batch (a progress notice, empty when
+    /// nothing changed) at least this often while it is caught up, so a watch silent for
+    /// several times this long is not live. `None`: the backend makes no such promise.
+    pub progress_every: Option<Duration>,
 }
 
 impl Default for Capabilities {
@@ -83,6 +87,7 @@ impl Default for Capabilities {
             keep_alive_every: Duration::from_secs(20),
             lock: false,
             candidates_only: false,
+            progress_every: None,
         }
     }
 }
@@ -145,6 +150,13 @@ impl Capabilities {
         self.candidates_only = true;
         self
     }
+
+    /// The watch yields a batch at least every `every` while it is caught up (see
+    /// [`Capabilities::progress_every`]).
+    pub fn with_progress_every(mut self, every: Duration) -> Self {
+        self.progress_every = Some(every);
+        self
+    }
 }
 
 /// What this node registers.
@@ -178,7 +190,23 @@ pub struct LockToken {
 }
 
 /// What a backend is built from.
+///
+/// Built with [`BackendContext::new`] and the `with_` methods, so a field added later does
+/// not break a backend or a test:
+///
+/// ```
+/// use std::time::Duration;
+/// use autocluster_plugin::{BackendContext, NodeName, Section};
+/// let ctx = BackendContext::new(
+///     NodeName::parse("emqx1@192.168.1.162").unwrap(),
+///     "emqxcl",
+///     Section::new("cluster.etcd"),
+/// )
+/// .with_call_timeout(Duration::from_secs(30));
+/// assert_eq!(ctx.call_timeout, Duration::from_secs(30));
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct BackendContext {
     /// This node.
     pub node: NodeName,
@@ -188,6 +216,39 @@ pub struct BackendContext {
     pub cookie: String,
     /// The backend's own settings (`cluster.<backend>.*`), defaults filled in.
     pub section: Section,
+    /// `cluster.call_timeout`: the engine's bound on every backend call. A backend derives its
+    /// transport's timeouts from it (a connection that may take this long to answer is not
+    /// dead), so a slow or distant server is served by raising this one setting.
+    pub call_timeout: Duration,
+}
+
+impl BackendContext {
+    /// The engine's default `cluster.call_timeout`.
+    pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The context of `node` in `cluster` with the backend's `section`; no cookie, the default
+    /// call timeout.
+    pub fn new(node: NodeName, cluster: impl Into<String>, section: Section) -> Self {
+        BackendContext {
+            node,
+            cluster: cluster.into(),
+            cookie: String::new(),
+            section,
+            call_timeout: Self::DEFAULT_CALL_TIMEOUT,
+        }
+    }
+
+    /// With `node.cookie`.
+    pub fn with_cookie(mut self, cookie: impl Into<String>) -> Self {
+        self.cookie = cookie.into();
+        self
+    }
+
+    /// With `cluster.call_timeout`.
+    pub fn with_call_timeout(mut self, call_timeout: Duration) -> Self {
+        self.call_timeout = call_timeout;
+        self
+    }
 }
 
 impl fmt::Debug for BackendContext {
@@ -197,6 +258,7 @@ impl fmt::Debug for BackendContext {
             .field("cluster", &self.cluster)
             .field("cookie", &"******")
             .field("section", &self.section)
+            .field("call_timeout", &self.call_timeout)
             .finish()
     }
 }

@@ -30,6 +30,10 @@ pub enum ErrorKind {
     InvalidData,
     /// A lock was not acquired in time.
     LockTimeout,
+    /// What this node asked for belongs to someone else: another live registration holds
+    /// this node's name (two processes started with the same `node.name`). Not retryable:
+    /// the other process must stop, or this one must take another name.
+    Conflict,
     /// Anything else.
     Other,
 }
@@ -65,6 +69,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::InvalidData => "invalid_data",
             ErrorKind::LockTimeout => "lock_timeout",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Other => "other",
         }
     }
@@ -244,5 +249,6 @@ mod tests {
         );
         assert!(e.is_retryable());
         assert!(!Error::new(ErrorKind::Config, "x").is_retryable());
+        assert!(!Error::new(ErrorKind::Conflict, "x").is_retryable());
     }
 }

@@ -61,12 +61,7 @@ impl Target for StaticTarget {
     async fn backend(&self, node: &NodeName) -> Arc<dyn Discovery> {
         let mut section = Section::new("cluster.static");
         section.set("seeds", NODE_NAMES.join(","), Origin::Program);
-        let ctx = BackendContext {
-            node: node.clone(),
-            cluster: "suite".into(),
-            cookie: COOKIE.into(),
-            section,
-        };
+        let ctx = BackendContext::new(node.clone(), "suite", section).with_cookie(COOKIE);
         if let Some(&port) = self.ports.get(node) {
             let me = Identity::new(node.clone(), "suite", COOKIE);
             let listener = PeerListener::bind(SocketAddr::new(node.host_ip().unwrap(), port), me)

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use autocluster_plugin::{
-    BackendContext, Capabilities, Discovery, Error, ErrorKind, Member, NodeName, Result, Revision,
-    Snapshot,
+    Capabilities, Discovery, Error, ErrorKind, Member, NodeName, Result, Revision, Snapshot,
 };
 
 use crate::config::Settings;
@@ -45,12 +44,7 @@ pub fn compiled_backends() -> Vec<&'static str> {
 /// Builds the backend `settings` name. No network I/O: backends connect on first use.
 pub fn build_backend(settings: &Settings) -> Result<Arc<dyn Discovery>> {
     let name = settings.discovery.as_str();
-    let ctx = BackendContext {
-        node: settings.node.clone(),
-        cluster: settings.cluster_name.clone(),
-        cookie: settings.cookie.clone(),
-        section: settings.section(&format!("cluster.{name}")),
-    };
+    let ctx = settings.backend_context();
     match name {
         "manual" => Ok(Arc::new(Manual {
             node: settings.node.clone(),

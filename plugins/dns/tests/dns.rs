@@ -14,12 +14,12 @@ fn backend(dns: &Dnsmasq, pairs: &[(&str, &str)]) -> Arc<dyn Discovery> {
     for (k, v) in pairs {
         section.set(*k, *v, Origin::Program);
     }
-    let ctx = BackendContext {
-        node: NodeName::parse("emqx@127.0.0.11").unwrap(),
-        cluster: "emqxcl".into(),
-        cookie: "cookie".into(),
+    let ctx = BackendContext::new(
+        NodeName::parse("emqx@127.0.0.11").unwrap(),
+        "emqxcl",
         section,
-    };
+    )
+    .with_cookie("cookie");
     autocluster_dns::build(&ctx).unwrap()
 }
 
@@ -249,12 +249,12 @@ fn garbage_settings_are_refused_with_located_errors() {
         let mut section = Section::new("cluster.dns");
         section.set("name", "emqx.test", at(1));
         section.set(key, value, at(2));
-        let ctx = BackendContext {
-            node: NodeName::parse("emqx@127.0.0.11").unwrap(),
-            cluster: "emqxcl".into(),
-            cookie: "cookie".into(),
+        let ctx = BackendContext::new(
+            NodeName::parse("emqx@127.0.0.11").unwrap(),
+            "emqxcl",
             section,
-        };
+        )
+        .with_cookie("cookie");
         let e = autocluster_dns::build(&ctx).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(e.to_string().starts_with(expected), "{e}");
@@ -266,12 +266,12 @@ fn build_needs_no_runtime_and_no_network() {
     let mut section = Section::new("cluster.dns");
     section.set("name", "emqx.test", Origin::Program);
     section.set("servers", "192.0.2.1:53", Origin::Program);
-    let mut ctx = BackendContext {
-        node: NodeName::parse("emqx@127.0.0.11").unwrap(),
-        cluster: "emqxcl".into(),
-        cookie: "cookie".into(),
+    let mut ctx = BackendContext::new(
+        NodeName::parse("emqx@127.0.0.11").unwrap(),
+        "emqxcl",
         section,
-    };
+    )
+    .with_cookie("cookie");
     let b = autocluster_dns::build(&ctx).unwrap();
     assert_eq!(b.name(), "dns");
     assert_eq!(b.invalid_entries(), 0);

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use autocluster_plugin::{Capabilities, Registrations, Result, Section};
+use autocluster_plugin::{BackendContext, Capabilities, Registrations, Result, Section};
+
+pub use crate::timeouts::Timeouts;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -86,6 +88,10 @@ pub struct EtcdConfig {
     pub password: Option<String>,
     /// How long `lock` waits when the caller gives no bound.
     pub lock_timeout: Duration,
+    /// `cluster.call_timeout`, the engine's bound on every call (not a `cluster.etcd` key:
+    /// [`crate::build`] takes it from the context): the transport's timeouts follow it, see
+    /// [`Timeouts`].
+    pub call_timeout: Duration,
 }
 
 impl fmt::Debug for EtcdConfig {
@@ -99,6 +105,7 @@ impl fmt::Debug for EtcdConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "******"))
             .field("lock_timeout", &self.lock_timeout)
+            .field("call_timeout", &self.call_timeout)
             .finish()
     }
 }
@@ -199,7 +206,13 @@ impl EtcdConfig {
             username,
             password,
             lock_timeout,
+            call_timeout: BackendContext::DEFAULT_CALL_TIMEOUT,
         })
+    }
+
+    /// The transport's timeouts, derived from `call_timeout` and `node_ttl`.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts::new(self.call_timeout, self.node_ttl)
     }
 
     /// What the backend offers, v3 and v2 alike: a push view, registrations on a server
@@ -214,6 +227,7 @@ impl EtcdConfig {
                 (ttl / 3).max(Duration::from_millis(100)),
             )
             .with_lock()
+            .with_progress_every(self.timeouts().progress_every)
     }
 
     /// The servers, comma separated, for error contexts.

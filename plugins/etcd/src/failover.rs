@@ -7,10 +7,10 @@
 //! compacted revision, an authentication or TLS failure, a key that exists) ends the call at
 //! once: another endpoint of the same cluster would say the same.
 //!
-//! The share: the engine bounds every backend call by `cluster.call_timeout`, which the
-//! plugin contract does not hand to backends; the share is its default (5 s) divided by the
-//! number of endpoints, at least [`MIN_SHARE`]. The last endpoint of a round has no share of
-//! its own: the engine's bound ends it. A call the engine gives up on while an endpoint has it
+//! The share: the engine bounds every backend call by `cluster.call_timeout` (handed to the
+//! backend in its context); the share is that time divided by the number of endpoints, at
+//! least [`MIN_SHARE`]. The last endpoint of a round has no share of its own: the engine's
+//! bound ends it. A call the engine gives up on while an endpoint has it
 //! (other than one that waits by design) counts as that endpoint's failure too, so whatever
 //! `call_timeout` is, the next call starts on the next endpoint.
 
@@ -22,8 +22,6 @@ use autocluster_plugin::{Error, ErrorKind, Result};
 
 use crate::NAME;
 
-/// The engine's default `cluster.call_timeout`: what the per-endpoint shares split.
-pub(crate) const CALL_BUDGET: Duration = Duration::from_secs(5);
 /// The shortest time an endpoint is given before the call moves on.
 pub(crate) const MIN_SHARE: Duration = Duration::from_millis(500);
 
@@ -47,7 +45,7 @@ pub(crate) struct Endpoints {
 }
 
 impl Endpoints {
-    /// `urls` (at least one) sharing a call time of `budget`.
+    /// `urls` (at least one) sharing a call time of `budget` (`cluster.call_timeout`).
     pub(crate) fn new(urls: Vec<String>, budget: Duration) -> Endpoints {
         assert!(
             !urls.is_empty(),
@@ -220,6 +218,8 @@ impl Drop for PassOnDrop<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CALL_BUDGET: Duration = autocluster_plugin::BackendContext::DEFAULT_CALL_TIMEOUT;
 
     fn three() -> Endpoints {
         Endpoints::new(

@@ -7,12 +7,15 @@ use std::sync::Mutex;
 
 use autocluster_plugin::{Incarnation, Member, Metadata, NodeName, Revision};
 
-/// Values larger than this are not registrations: skipped.
+/// The largest value every reader accepts as a registration (64 KiB); a larger one is
+/// skipped and counted as an invalid entry. A writer never writes one: metadata is bounded
+/// when it is set.
 pub const MAX_VALUE: usize = 64 * 1024;
 
 /// Where this cluster's keys live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
+    cluster: String,
     nodes: String,
     lock: String,
 }
@@ -21,9 +24,23 @@ impl Layout {
     /// The layout for `prefix` (without slashes around it) and `cluster`.
     pub fn new(prefix: &str, cluster: &str) -> Layout {
         Layout {
+            cluster: format!("/{prefix}/{cluster}"),
             nodes: format!("/{prefix}/{cluster}/nodes/"),
             lock: format!("/{prefix}/{cluster}/lock"),
         }
+    }
+
+    /// `/<prefix>/<cluster>`, the directory of everything this cluster keeps (v2 watches it
+    /// whole).
+    pub fn cluster_dir(&self) -> &str {
+        &self.cluster
+    }
+
+    /// `/<prefix>/<cluster>/clash/<node>`: where a process refused `node`'s name (another
+    /// live registration holds it) leaves a short-lived marker, which the holder's watch sees
+    /// and logs. Outside `nodes/`, so no reader takes it for a member.
+    pub fn clash_key(&self, node: &NodeName) -> String {
+        format!("{}/clash/{node}", self.cluster)
     }
 
     /// `/<prefix>/<cluster>/nodes/`, with the trailing slash: the prefix every node key
@@ -152,6 +169,9 @@ mod tests {
         assert_eq!(l.node_key(&n), "/emqxcl/emqxcl/nodes/emqx1@192.168.1.162");
         assert_eq!(l.nodes_dir(), "/emqxcl/emqxcl/nodes");
         assert_eq!(l.lock_name(), "/emqxcl/emqxcl/lock");
+        assert_eq!(l.cluster_dir(), "/emqxcl/emqxcl");
+        assert_eq!(l.clash_key(&n), "/emqxcl/emqxcl/clash/emqx1@192.168.1.162");
+        assert!(l.node_of(l.clash_key(&n).as_bytes()).is_err());
         assert_eq!(l.node_of(l.node_key(&n).as_bytes()).unwrap(), n);
     }
 

@@ -17,12 +17,8 @@
 //! use autocluster_plugin::{BackendContext, NodeName, Origin, Section};
 //! let mut section = Section::new("cluster.etcd");
 //! section.set("server", "http://127.0.0.1:2379", Origin::Program);
-//! let ctx = BackendContext {
-//!     node: NodeName::parse("emqx1@192.168.1.162").unwrap(),
-//!     cluster: "emqxcl".into(),
-//!     cookie: String::new(),
-//!     section,
-//! };
+//! let node = NodeName::parse("emqx1@192.168.1.162").unwrap();
+//! let ctx = BackendContext::new(node, "emqxcl", section);
 //! let backend = autocluster_etcd::build(&ctx).unwrap(); // no I/O: connects on first use
 //! ```
 #![deny(missing_docs)]
@@ -31,13 +27,15 @@ use std::sync::Arc;
 
 use autocluster_plugin::{BackendContext, Discovery, Result};
 
+mod clash;
 mod config;
 mod error;
 mod failover;
 mod keys;
+mod timeouts;
 mod v2;
 mod v3;
-pub use config::{Api, EtcdConfig, TlsConfig, DEFAULTS, KEYS};
+pub use config::{Api, EtcdConfig, Timeouts, TlsConfig, DEFAULTS, KEYS};
 pub use keys::{Layout, MAX_VALUE};
 pub use v2::EtcdV2Backend;
 pub use v3::EtcdBackend;
@@ -48,9 +46,10 @@ pub const NAME: &str = "etcd";
 /// Builds the backend from `cluster.etcd.*`; checks every setting (TLS files are read and
 /// parsed here) but does no network I/O.
 pub fn build(ctx: &BackendContext) -> Result<Arc<dyn Discovery>> {
-    let cfg = EtcdConfig::from_section(&ctx.section)?;
+    let mut cfg = EtcdConfig::from_section(&ctx.section)?;
+    cfg.call_timeout = ctx.call_timeout;
     Ok(match cfg.api {
-        Api::V3 => Arc::new(EtcdBackend::new(cfg, &ctx.cluster)),
+        Api::V3 => Arc::new(EtcdBackend::new(cfg, &ctx.cluster).for_node(ctx.node.clone())),
         Api::V2 => Arc::new(EtcdV2Backend::new(cfg, &ctx.cluster, ctx.node.clone())?),
     })
 }

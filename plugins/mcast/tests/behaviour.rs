@@ -33,12 +33,7 @@ impl Target for McastTarget {
         ] {
             section.set(k, v, Origin::Program);
         }
-        let ctx = BackendContext {
-            node: node.clone(),
-            cluster: "suite".into(),
-            cookie: "suite-cookie".into(),
-            section,
-        };
+        let ctx = BackendContext::new(node.clone(), "suite", section).with_cookie("suite-cookie");
         autocluster_mcast::build(&ctx).expect("mcast backend")
     }
 }

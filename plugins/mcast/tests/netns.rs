@@ -266,12 +266,7 @@ fn netns_child() {
     section.set("iface", var("NETNS_IFACE"), Origin::Program);
     section.set("heartbeat", "200ms", Origin::Program);
     section.set("member_ttl", "2s", Origin::Program);
-    let ctx = BackendContext {
-        node: name(&node),
-        cluster: "netns".into(),
-        cookie: "secret".into(),
-        section,
-    };
+    let ctx = BackendContext::new(name(&node), "netns", section).with_cookie("secret");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let d = Arc::new(McastDiscovery::new(&ctx).unwrap());

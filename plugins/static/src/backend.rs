@@ -63,12 +63,12 @@ mod tests {
     fn ctx(seeds: &str) -> BackendContext {
         let mut section = Section::new("cluster.static");
         section.set("seeds", seeds, Origin::Program);
-        BackendContext {
-            node: NodeName::parse("emqx1@127.0.0.11").unwrap(),
-            cluster: "emqxcl".into(),
-            cookie: "secret".into(),
+        BackendContext::new(
+            NodeName::parse("emqx1@127.0.0.11").unwrap(),
+            "emqxcl",
             section,
-        }
+        )
+        .with_cookie("secret")
     }
 
     #[tokio::test]

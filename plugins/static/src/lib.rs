@@ -10,12 +10,8 @@
 //!
 //! let mut section = Section::new("cluster.static");
 //! section.set("seeds", "emqx1@127.0.0.11, emqx2@127.0.0.12", Origin::Program);
-//! let ctx = BackendContext {
-//!     node: NodeName::parse("emqx1@127.0.0.11").unwrap(),
-//!     cluster: "emqxcl".into(),
-//!     cookie: "secret".into(),
-//!     section,
-//! };
+//! let node = NodeName::parse("emqx1@127.0.0.11").unwrap();
+//! let ctx = BackendContext::new(node, "emqxcl", section).with_cookie("secret");
 //! let backend = autocluster_static::build(&ctx).unwrap();
 //! assert_eq!(backend.name(), "static");
 //! ```

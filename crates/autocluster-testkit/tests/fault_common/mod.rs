@@ -61,13 +61,8 @@ pub fn agent(servers: &str, node: &str, opts: &Opts) -> Node {
         format!("{}s", opts.ttl.as_secs()),
         Origin::Program,
     );
-    let backend = autocluster_etcd::build(&BackendContext {
-        node: node.clone(),
-        cluster: CLUSTER.into(),
-        cookie: String::new(),
-        section,
-    })
-    .expect("etcd backend");
+    let backend = autocluster_etcd::build(&BackendContext::new(node.clone(), CLUSTER, section))
+        .expect("etcd backend");
     let mut config = EngineConfig::new(Registration {
         node: node.clone(),
         meta: Metadata::of(node.clone()).with_version("faults"),

@@ -142,15 +142,13 @@ impl Settings {
         section
     }
 
-    /// What a backend is built from: this node, the cluster, the cookie and the section
-    /// `cluster.<discovery>`.
+    /// What a backend is built from: this node, the cluster, the cookie, the section
+    /// `cluster.<discovery>` and `cluster.call_timeout`.
     pub fn backend_context(&self) -> BackendContext {
-        BackendContext {
-            node: self.node.clone(),
-            cluster: self.cluster_name.clone(),
-            cookie: self.cookie.clone(),
-            section: self.section(&format!("cluster.{}", self.discovery)),
-        }
+        let section = self.section(&format!("cluster.{}", self.discovery));
+        BackendContext::new(self.node.clone(), self.cluster_name.clone(), section)
+            .with_cookie(self.cookie.clone())
+            .with_call_timeout(self.call_timeout)
     }
 
     /// Whether `node.cookie` is the well-known default (`emqxsecretcookie`, published with

@@ -9,12 +9,8 @@ use reqwest::{Method, StatusCode};
 use super::wire::{etcd_index, Body, Reply};
 use crate::config::EtcdConfig;
 use crate::error::from_http;
-use crate::failover::{Bound, Endpoints, CALL_BUDGET};
+use crate::failover::{Bound, Endpoints};
 use crate::NAME;
-
-/// Bound of one ordinary request (long polls have none: the engine bounds the stream).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A request: method, key (below `/v2/keys`), query and form.
 pub(super) struct Request<'a> {
@@ -57,8 +53,9 @@ pub(super) struct Client {
 impl Client {
     /// Builds the HTTP client (TLS files were checked by the config); connects on first use.
     pub(super) fn new(cfg: EtcdConfig) -> Result<Client> {
+        let timeouts = cfg.timeouts();
         let mut b = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_timeout(timeouts.connect)
             .tcp_keepalive(Duration::from_secs(10))
             .use_rustls_tls();
         if let Some(tls) = &cfg.tls {
@@ -87,7 +84,7 @@ impl Client {
         let http = b
             .build()
             .map_err(|e| config_error("server", format!("cannot build the HTTP client: {e}")))?;
-        let endpoints = Endpoints::new(cfg.servers.clone(), CALL_BUDGET);
+        let endpoints = Endpoints::new(cfg.servers.clone(), timeouts.call);
         Ok(Client {
             cfg,
             http,
@@ -149,8 +146,9 @@ impl Client {
         if !req.form.is_empty() {
             r = r.form(req.form);
         }
+        // Long polls have no bound of their own: the engine bounds the stream.
         if !long_poll {
-            r = r.timeout(REQUEST_TIMEOUT);
+            r = r.timeout(self.cfg.timeouts().request);
         }
         if let (Some(u), Some(p)) = (&self.cfg.username, &self.cfg.password) {
             r = r.basic_auth(u, Some(p));

@@ -7,9 +7,11 @@
 //! refreshed with the node's keep-alives while held.
 //!
 //! `client` sends the requests (failover, errors), `wire` is what etcd answers,
-//! `registration` is the node's key, `snapshot` reads the nodes directory, `watch` follows
-//! it, `lock` is the cluster lock.
+//! `registration` is the node's key, `clash` what happens when another process holds it,
+//! `snapshot` reads the nodes directory, `watch` follows it (with the cluster directory
+//! around it), `lock` is the cluster lock.
 
+mod clash;
 mod client;
 mod lock;
 mod registration;

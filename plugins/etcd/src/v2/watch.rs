@@ -62,7 +62,8 @@ impl Inner {
     /// Starts a long poll for the next change under `nodes` at or after `index`; returns
     /// once etcd sent the headers (the watch is established), the body comes with a change.
     async fn poll(&self, index: u64, after: Revision) -> Result<(reqwest::Response, String)> {
-        let dir = self.layout.nodes_dir();
+        // The cluster directory: the nodes directory, and this node's clash marker.
+        let dir = self.layout.cluster_dir();
         let query = [
             ("wait", "true".to_string()),
             ("recursive", "true".to_string()),
@@ -98,6 +99,9 @@ impl Inner {
         let r = self.client.read("watch", resp, endpoint).await?;
         if r.code().is_some() {
             return Err(r.unexpected("watch", dir));
+        }
+        if let Some(outside) = self.outside_nodes(&r) {
+            return outside;
         }
         let Some(node) = &r.body.node else {
             return Ok(None);

@@ -5,7 +5,7 @@
 //! holds one client per endpoint and lets [`Endpoints`] pick the one a call goes to.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use autocluster_plugin::{Error, Result};
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
@@ -13,15 +13,12 @@ use tokio::sync::Mutex;
 
 use crate::config::EtcdConfig;
 use crate::error::from_etcd;
-use crate::failover::{Bound, Endpoints, CALL_BUDGET};
+use crate::failover::{Bound, Endpoints};
 
-/// How long a TCP (and TLS) connection to one endpoint may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// HTTP/2 pings on open streams (watch, keep-alive) find a dead or paused server. etcd
-/// refuses pings more often than every 5 s (`--grpc-keepalive-min-time`).
-const PING_EVERY: Duration = Duration::from_secs(10);
-const PING_TIMEOUT: Duration = Duration::from_secs(5);
-/// Large snapshots and watch batches (thousands of members, 64 KiB values) fit.
+/// The largest message decoded. A snapshot page is sized to stay well below it, and a watch
+/// asks etcd to fragment large revisions (a fragment is about `--max-request-bytes`, 1.5 MiB
+/// by default); this much leaves room for a single event or key of any size etcd accepts
+/// with sane settings.
 pub(crate) const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// The lazily connected clients, one per endpoint.
@@ -29,6 +26,13 @@ pub struct Core {
     cfg: EtcdConfig,
     endpoints: Endpoints,
     clients: Vec<Mutex<Option<Client>>>,
+    /// The revision etcd last reported in an answer other than the watch's (keep-alives,
+    /// registration, snapshots): the watch must show it got that far, or it is stalled.
+    seen: AtomicI64,
+    /// Per endpoint: whether it ever answered a watch progress request, and whether we said
+    /// that it does not (an etcd gRPC proxy ignores them).
+    answers_progress: Vec<AtomicBool>,
+    warned_no_progress: Vec<AtomicBool>,
 }
 
 impl std::fmt::Debug for Core {
@@ -44,11 +48,52 @@ impl Core {
     /// A core that has not connected yet.
     pub fn new(cfg: EtcdConfig) -> Core {
         let clients = cfg.servers.iter().map(|_| Mutex::new(None)).collect();
-        let endpoints = Endpoints::new(cfg.servers.clone(), CALL_BUDGET);
+        let n = cfg.servers.len();
+        let flags = || (0..n).map(|_| AtomicBool::new(false)).collect();
+        let endpoints = Endpoints::new(cfg.servers.clone(), cfg.call_timeout);
         Core {
             cfg,
             endpoints,
             clients,
+            seen: AtomicI64::new(0),
+            answers_progress: flags(),
+            warned_no_progress: flags(),
+        }
+    }
+
+    /// etcd answered with `revision` in a response header (0: no header).
+    pub fn saw(&self, revision: i64) {
+        if revision > 0 {
+            // The last one, not the largest: a replaced etcd starts again from 1.
+            self.seen.store(revision, Ordering::Relaxed);
+        }
+    }
+
+    /// The revision etcd last reported outside the watch (0: none yet).
+    pub fn seen(&self) -> i64 {
+        self.seen.load(Ordering::Relaxed)
+    }
+
+    /// Endpoint `idx` answered a watch progress request.
+    pub fn answered_progress(&self, idx: usize) {
+        self.answers_progress[idx].store(true, Ordering::Relaxed);
+    }
+
+    /// Whether endpoint `idx` ever answered a watch progress request.
+    pub fn answers_progress(&self, idx: usize) -> bool {
+        self.answers_progress[idx].load(Ordering::Relaxed)
+    }
+
+    /// Endpoint `idx` did not answer a watch progress request: says so, once.
+    pub fn warn_no_progress(&self, idx: usize) {
+        if !self.warned_no_progress[idx].swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                backend = crate::NAME,
+                endpoint = self.endpoints.url(idx),
+                "etcd at this endpoint does not answer watch progress requests (an etcd gRPC \
+                 proxy ignores them): a watch that falls behind cannot be told from a quiet one \
+                 there, and is taken as live while its stream is open"
+            );
         }
     }
 
@@ -133,9 +178,10 @@ impl Core {
     }
 
     fn options(&self) -> ConnectOptions {
+        let t = self.cfg.timeouts();
         let mut o = ConnectOptions::new()
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_keep_alive(PING_EVERY, PING_TIMEOUT)
+            .with_connect_timeout(t.connect)
+            .with_keep_alive(t.ping_every, t.ping_timeout)
             .with_keep_alive_while_idle(false)
             .with_require_leader(true);
         if let (Some(u), Some(p)) = (&self.cfg.username, &self.cfg.password) {
@@ -144,15 +190,15 @@ impl Core {
                 .with_auto_token_refresh(true);
         }
         if let Some(tls) = &self.cfg.tls {
-            let mut t = TlsOptions::new().timeout(CONNECT_TIMEOUT);
-            t = match &tls.ca_pem {
-                Some(ca) => t.ca_certificate(Certificate::from_pem(ca)),
-                None => t.with_native_roots(),
+            let mut opts = TlsOptions::new().timeout(t.connect);
+            opts = match &tls.ca_pem {
+                Some(ca) => opts.ca_certificate(Certificate::from_pem(ca)),
+                None => opts.with_native_roots(),
             };
             if let Some((cert, key)) = &tls.identity {
-                t = t.identity(Identity::from_pem(cert, key));
+                opts = opts.identity(Identity::from_pem(cert, key));
             }
-            o = o.with_tls(t);
+            o = o.with_tls(opts);
         }
         o
     }

@@ -30,13 +30,16 @@ enum PingError {
 }
 
 impl Keeper {
-    async fn ping(&mut self) -> std::result::Result<i64, PingError> {
+    async fn ping(&mut self, core: &Core) -> std::result::Result<i64, PingError> {
         self.keeper
             .keep_alive()
             .await
             .map_err(|_| PingError::Broken)?;
         match self.stream.message().await {
-            Ok(Some(r)) if r.ttl() > 0 => Ok(r.ttl()),
+            Ok(Some(r)) if r.ttl() > 0 => {
+                core.saw(r.header().map_or(0, |h| h.revision()));
+                Ok(r.ttl())
+            }
             Ok(Some(_)) => Err(PingError::Lost),
             Ok(None) | Err(_) => Err(PingError::Broken),
         }
@@ -46,9 +49,9 @@ impl Keeper {
     /// endpoint that stopped answering is passed, and the stream opened on another one.
     async fn ping_bounded(&mut self, core: &Core) -> std::result::Result<i64, PingError> {
         let Some(share) = core.endpoints().share() else {
-            return self.ping().await;
+            return self.ping(core).await;
         };
-        match tokio::time::timeout(share, self.ping()).await {
+        match tokio::time::timeout(share, self.ping(core)).await {
             Ok(res) => res,
             Err(_) => {
                 core.endpoints().passed(self.endpoint);

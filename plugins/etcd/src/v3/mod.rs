@@ -1,31 +1,34 @@
 //! The etcd v3 backend (the default, `api = v3`): leases, a prefix watch, and the Lock API,
 //! over gRPC.
 //!
-//! `core` is the client wrapper (connections, TLS, auth, failover), `keeper` keeps the
-//! lease alive, `watch` follows the prefix; registration, the snapshot and the lock are here.
+//! `core` is the client wrapper (connections, TLS, auth, failover), `registration` writes
+//! the node's key (never over another live registration), `keeper` keeps the lease alive,
+//! `snapshot` reads the prefix in pages, `watch` follows it and `progress` tells whether the
+//! watch keeps up; the lock is here.
 
 mod core;
 mod keeper;
+mod progress;
+mod registration;
+mod snapshot;
 mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use autocluster_plugin::{
-    async_trait, BoxStream, Capabilities, Discovery, Error, ErrorKind, Lease, LockToken,
+    async_trait, BoxStream, Capabilities, Discovery, Error, ErrorKind, Lease, LockToken, NodeName,
     Registration, Result, Revision, Snapshot, WatchBatch,
 };
-use etcd_client::{GetOptions, LockOptions, PutOptions};
+use etcd_client::LockOptions;
 use tokio::sync::Mutex;
 
-use self::core::{Core, MAX_MESSAGE};
+use self::core::Core;
 use self::keeper::Keeper;
 use crate::config::EtcdConfig;
-use crate::keys::{encode_value, Garbage, Layout};
+use crate::keys::{Garbage, Layout};
 use crate::NAME;
 
-/// Keys read per range request of a snapshot; pages share one revision.
-const PAGE: i64 = 1000;
 /// How long the clean-up after a lock timeout, or after a failed registration, may take.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -34,6 +37,8 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct EtcdBackend {
     shared: Arc<Shared>,
     keeper: Mutex<Option<Keeper>>,
+    /// The node this backend was built for: its watch also follows the node's clash marker.
+    me: Option<NodeName>,
 }
 
 #[derive(Debug)]
@@ -54,7 +59,15 @@ impl EtcdBackend {
                 garbage: Garbage::default(),
             }),
             keeper: Mutex::new(None),
+            me: None,
         }
+    }
+
+    /// The backend of `node`: its watch also follows the marker a process refused `node`'s
+    /// name leaves, and logs the attempt (see [`crate::build`], which builds it so).
+    pub fn for_node(mut self, node: NodeName) -> EtcdBackend {
+        self.me = Some(node);
+        self
     }
 
     /// Another backend over the same etcd connections (and layout), with its own lease and
@@ -64,6 +77,7 @@ impl EtcdBackend {
         EtcdBackend {
             shared: self.shared.clone(),
             keeper: Mutex::new(None),
+            me: None,
         }
     }
 
@@ -104,39 +118,7 @@ impl Discovery for EtcdBackend {
     }
 
     async fn register(&self, reg: &Registration) -> Result<Lease> {
-        let ttl = self.cfg().node_ttl.as_secs() as i64;
-        let grant = self
-            .core()
-            .call(
-                "register",
-                |mut c| async move { c.lease_grant(ttl, None).await },
-            )
-            .await?;
-        let id = grant.id();
-        let key = self.shared.layout.node_key(&reg.node);
-        let value = encode_value(&reg.meta);
-        let put = self
-            .core()
-            .call("register", |mut c| {
-                let (key, value) = (key.clone(), value.clone());
-                async move {
-                    c.put(key, value, Some(PutOptions::new().with_lease(id)))
-                        .await
-                }
-            })
-            .await;
-        if let Err(e) = put {
-            // Best effort: the lease would expire by itself anyway.
-            let revoke = self
-                .core()
-                .call("register", |mut c| async move { c.lease_revoke(id).await });
-            let _ = tokio::time::timeout(CLEANUP_TIMEOUT, revoke).await;
-            return Err(e.with_key(key));
-        }
-        Ok(Lease {
-            id: id as u64,
-            ttl: Duration::from_secs(grant.ttl().max(1) as u64),
-        })
+        self.register_node(reg).await
     }
 
     async fn keep_alive(&self, lease: &Lease) -> Result<Duration> {
@@ -144,20 +126,7 @@ impl Discovery for EtcdBackend {
     }
 
     async fn refresh(&self, reg: &Registration, lease: &Lease) -> Result<()> {
-        let key = self.shared.layout.node_key(&reg.node);
-        let value = encode_value(&reg.meta);
-        let id = lease.id as i64;
-        self.core()
-            .call("refresh", |mut c| {
-                let (key, value) = (key.clone(), value.clone());
-                async move {
-                    c.put(key, value, Some(PutOptions::new().with_lease(id)))
-                        .await
-                }
-            })
-            .await
-            .map_err(|e| e.with_key(key.clone()))?;
-        Ok(())
+        self.refresh_node(reg, lease).await
     }
 
     async fn deregister(&self, lease: &Lease) -> Result<()> {
@@ -179,55 +148,11 @@ impl Discovery for EtcdBackend {
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {
-        let layout = &self.shared.layout;
-        let end = prefix_end(layout.nodes_prefix());
-        let mut start = layout.nodes_prefix().as_bytes().to_vec();
-        let mut revision = 0;
-        let mut members = Vec::new();
-        loop {
-            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
-            if revision > 0 {
-                opts = opts.with_revision(revision);
-            }
-            let resp = self
-                .core()
-                .call("snapshot", |c| {
-                    let (start, opts) = (start.clone(), opts.clone());
-                    let mut kv = c.kv_client().max_decoding_message_size(MAX_MESSAGE);
-                    async move { kv.get(start, Some(opts)).await }
-                })
-                .await
-                .map_err(|e| e.with_key(layout.nodes_prefix()))?;
-            if revision == 0 {
-                revision = resp.header().map_or(0, |h| h.revision());
-            }
-            for kv in resp.kvs() {
-                match layout.member(
-                    kv.key(),
-                    kv.value(),
-                    kv.lease() as u64,
-                    kv.create_revision(),
-                ) {
-                    Ok(m) => members.push(m),
-                    Err(why) => self.shared.garbage.skip(NAME, kv.key(), &why),
-                }
-            }
-            match resp.kvs().last() {
-                Some(last) if resp.more() => {
-                    start = last.key().to_vec();
-                    start.push(0);
-                }
-                _ => break,
-            }
-        }
-        Ok(Snapshot {
-            members,
-            revision: Revision(revision.max(0) as u64),
-        })
+        self.shared.snapshot().await
     }
 
     fn watch(&self, after: Revision) -> BoxStream<Result<WatchBatch>> {
-        watch::watch(self.shared.clone(), after)
+        watch::watch(self.shared.clone(), self.me().cloned(), after)
     }
 
     async fn lock(&self, lease: &Lease, timeout: Duration) -> Result<LockToken> {

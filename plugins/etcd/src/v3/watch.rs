@@ -1,32 +1,49 @@
 //! The v3 watch of the nodes prefix: one stream from a revision on, its batches mapped to
 //! changes, compaction and a wiped etcd reported as `Compacted`.
+//!
+//! Nothing the engine does not need is asked for: no previous values (a delete's
+//! incarnation is not needed: events come in order, so a delete removes the life the view
+//! holds for that key), which etcd 3.4 serves slowly for large deletes, and which would
+//! carry every deleted value. Large revisions come in fragments, read whole before they are
+//! passed on. Progress requests tell a watch that falls behind etcd (see [`Progress`]);
+//! the same stream carries a second watcher, on this node's clash marker (see
+//! [`crate::clash`]).
 
 use std::sync::Arc;
 
 use autocluster_plugin::{
-    BoxStream, Change, Error, ErrorKind, Incarnation, Result, Revision, WatchBatch,
+    BoxStream, Change, Error, ErrorKind, NodeName, Result, Revision, WatchBatch,
 };
-use etcd_client::{EventType, WatchOptions, WatchResponse, WatchStream};
+use etcd_client::{
+    EventType, WatchOptions, WatchRequestSender, WatchResponse, WatchResponseStream,
+};
+use tokio::time::{sleep_until, Instant};
 
 use super::core::MAX_MESSAGE;
+use super::progress::{Progress, Tick};
 use super::Shared;
-use crate::NAME;
+use crate::{clash, NAME};
 
-/// The watch of the nodes prefix from `after` on, as a stream of batches.
-pub(super) fn watch(shared: Arc<Shared>, after: Revision) -> BoxStream<Result<WatchBatch>> {
+/// The watch of the nodes prefix from `after` on (and of `me`'s clash marker), as a stream
+/// of batches.
+pub(super) fn watch(
+    shared: Arc<Shared>,
+    me: Option<NodeName>,
+    after: Revision,
+) -> BoxStream<Result<WatchBatch>> {
     let stream = futures::stream::unfold(WatchState::Start, move |state| {
-        let shared = shared.clone();
+        let (shared, me) = (shared.clone(), me.clone());
         async move {
-            let mut ws = match state {
+            let mut open = match state {
                 WatchState::Done => return None,
-                WatchState::Open(ws) => ws,
-                WatchState::Start => match shared.open_watch(after).await {
-                    Ok(ws) => Box::new(ws),
+                WatchState::Open(open) => open,
+                WatchState::Start => match shared.open_watch(me, after).await {
+                    Ok(open) => Box::new(open),
                     Err(e) => return Some((Err(e), WatchState::Done)),
                 },
             };
-            match shared.next_batch(&mut ws, after).await {
-                Some(Ok(b)) => Some((Ok(b), WatchState::Open(ws))),
+            match open.next(&shared).await {
+                Some(Ok(b)) => Some((Ok(b), WatchState::Open(open))),
                 Some(Err(e)) => Some((Err(e), WatchState::Done)),
                 None => None,
             }
@@ -41,17 +58,26 @@ enum WatchState {
     Done,
 }
 
-/// An open watch stream and the endpoint it is on.
+/// An open watch stream.
 struct Open {
+    /// The endpoint the stream is on.
     endpoint: usize,
-    stream: WatchStream,
+    sender: WatchRequestSender,
+    responses: WatchResponseStream,
+    after: Revision,
+    /// The revision passed on so far (`after` until the first change).
+    last: Revision,
+    /// The node whose clash marker the second watcher follows.
+    me: Option<NodeName>,
+    /// The watchers' ids, once etcd created them.
+    nodes_id: Option<i64>,
+    clash_id: Option<i64>,
+    /// The changes of a revision whose fragments are still coming.
+    fragments: Vec<Change>,
+    progress: Progress,
 }
 
 impl Shared {
-    fn err(&self, e: etcd_client::Error, endpoint: usize) -> Error {
-        self.core.error(e, "watch", endpoint)
-    }
-
     fn compacted(&self, message: String) -> Error {
         Error::new(ErrorKind::Compacted, message)
             .with_backend(NAME)
@@ -59,7 +85,17 @@ impl Shared {
             .with_key(self.layout.nodes_prefix())
     }
 
-    async fn open_watch(&self, after: Revision) -> Result<Open> {
+    /// A broken stream: a message too large to decode is a revision this client cannot
+    /// read, which a snapshot skips: resync.
+    fn stream_error(&self, e: etcd_client::Error, endpoint: usize) -> Error {
+        let e = self.core.error(e, "watch", endpoint);
+        if super::snapshot::too_large(&e) {
+            return self.compacted(format!("{e}: resyncing from a snapshot, which skips it"));
+        }
+        e
+    }
+
+    async fn open_watch(&self, me: Option<NodeName>, after: Revision) -> Result<Open> {
         let start = after.0.saturating_add(1).min(i64::MAX as u64) as i64;
         let prefix = self.layout.nodes_prefix();
         let (endpoint, stream) = self
@@ -69,68 +105,200 @@ impl Shared {
                     .with_prefix()
                     .with_start_revision(start)
                     .with_progress_notify()
-                    .with_prev_key();
+                    .with_fragment();
                 let mut w = c.watch_client().max_decoding_message_size(MAX_MESSAGE);
                 async move { w.watch(prefix, Some(opts)).await }
             })
             .await
             .map_err(|e| e.with_key(prefix))?;
-        Ok(Open { endpoint, stream })
+        let (mut sender, responses) = stream.split();
+        if let Some(me) = &me {
+            let opts = WatchOptions::new().with_start_revision(start);
+            let marker = self.layout.clash_key(me);
+            sender
+                .watch(marker, Some(opts))
+                .await
+                .map_err(|e| self.core.error(e, "watch", endpoint))?;
+        }
+        let t = self.core.cfg().timeouts();
+        Ok(Open {
+            endpoint,
+            sender,
+            responses,
+            after,
+            last: after,
+            me,
+            nodes_id: None,
+            clash_id: None,
+            fragments: Vec::new(),
+            progress: Progress::new(Instant::now(), t.progress_every, t.stall_after),
+        })
+    }
+}
+
+impl Open {
+    /// The next batch (or progress notice); `None` when the stream ended.
+    async fn next(&mut self, shared: &Shared) -> Option<Result<WatchBatch>> {
+        loop {
+            tokio::select! {
+                msg = self.responses.message() => {
+                    let resp = match msg {
+                        Ok(Some(r)) => r,
+                        Ok(None) => return None,
+                        Err(e) => return Some(Err(shared.stream_error(e, self.endpoint))),
+                    };
+                    if let Some(item) = self.on_response(shared, resp) {
+                        return Some(item);
+                    }
+                }
+                _ = sleep_until(self.progress.next_tick()) => {
+                    if let Some(item) = self.on_tick(shared).await {
+                        return Some(item);
+                    }
+                }
+            }
+        }
     }
 
-    /// The next batch (or progress notice) of the watch; `None` when the stream ended.
-    async fn next_batch(&self, ws: &mut Open, after: Revision) -> Option<Result<WatchBatch>> {
-        let resp = match ws.stream.message().await {
-            Ok(Some(r)) => r,
-            Ok(None) => return None,
-            Err(e) => return Some(Err(self.err(e, ws.endpoint))),
-        };
-        if resp.compact_revision() > 0 {
-            return Some(Err(self.compacted(format!(
-                    "etcd compacted its history up to revision {}; the watch asked for revisions after {}",
-                    resp.compact_revision(),
-                    after.0
-                ))));
+    fn notice(&self) -> WatchBatch {
+        WatchBatch {
+            revision: self.last,
+            changes: Vec::new(),
         }
-        let revision = resp.header().map_or(0, |h| h.revision()).max(0) as u64;
-        if resp.canceled() {
-            let reason = resp.cancel_reason().to_string();
-            let e = if reason.contains("permission denied") {
-                Error::new(
-                    ErrorKind::PermissionDenied,
-                    format!("etcd cancelled the watch: {reason}"),
-                )
+    }
+
+    async fn on_tick(&mut self, shared: &Shared) -> Option<Result<WatchBatch>> {
+        let answers = shared.core.answers_progress(self.endpoint);
+        match self
+            .progress
+            .tick(Instant::now(), shared.core.seen(), answers)
+        {
+            Tick::Request => match self.sender.request_progress().await {
+                Ok(()) => None,
+                Err(e) => Some(Err(shared.core.error(e, "watch", self.endpoint))),
+            },
+            Tick::Stalled { behind, target } => {
+                let endpoint = shared.core.endpoints().url(self.endpoint);
+                Some(Err(shared
+                    .compacted(format!(
+                        "the watch fell behind etcd: for {behind:?} it showed no sign of reaching \
+                     revision {target}, which etcd had reported elsewhere (its answers to \
+                     progress requests stopped, or lag behind)"
+                    ))
+                    .with_endpoint(endpoint)))
+            }
+            Tick::NoAnswers => {
+                shared.core.warn_no_progress(self.endpoint);
+                Some(Ok(self.notice()))
+            }
+            Tick::Notice => Some(Ok(self.notice())),
+        }
+    }
+
+    /// What a response means: a batch, a notice, an error, or nothing to pass on.
+    fn on_response(&mut self, shared: &Shared, resp: WatchResponse) -> Option<Result<WatchBatch>> {
+        let id = resp.watch_id();
+        if resp.compact_revision() > 0 {
+            return Some(Err(shared.compacted(format!(
+                "etcd compacted its history up to revision {}; the watch asked for revisions after {}",
+                resp.compact_revision(),
+                self.after.0
+            ))));
+        }
+        let header = resp.header().map_or(0, |h| h.revision());
+        if resp.created() && self.nodes_id.is_some() {
+            // The clash marker's watcher (created second); a user without access to the
+            // marker's key only loses the log line on a clash.
+            if resp.canceled() {
+                tracing::debug!(
+                    backend = NAME,
+                    "cannot watch the clash marker: {}",
+                    resp.cancel_reason()
+                );
             } else {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!("etcd cancelled the watch: {reason}"),
-                )
-            };
-            return Some(Err(e.with_backend(NAME).with_operation("watch")));
+                self.clash_id = Some(id);
+            }
+            return None;
+        }
+        if resp.canceled() {
+            if self.clash_id == Some(id) {
+                self.clash_id = None;
+                return None;
+            }
+            return Some(Err(cancelled(resp.cancel_reason())));
         }
         if resp.created() {
-            if revision < after.0 {
-                return Some(Err(self.compacted(format!(
-                        "etcd's revision {revision} is behind the watch's {}: etcd was wiped or replaced",
-                        after.0
-                    ))));
+            self.nodes_id = Some(id);
+            if header.max(0) < self.after.0 as i64 {
+                return Some(Err(shared.compacted(format!(
+                    "etcd's revision {header} is behind the watch's {}: etcd was wiped or replaced",
+                    self.after.0
+                ))));
             }
             // The watch is established: say so at once, claiming no progress beyond
             // `after` (events between `after` and the header's revision may follow).
-            return Some(Ok(WatchBatch {
-                revision: after,
-                changes: Vec::new(),
-            }));
+            return Some(Ok(self.notice()));
         }
-        Some(Ok(self.batch(&resp, revision)))
+        if self.clash_id == Some(id) && self.clash_id != self.nodes_id {
+            self.on_clash(&resp);
+            return None;
+        }
+        if resp.events().is_empty() {
+            // A progress answer (or etcd's own progress notification).
+            shared.core.answered_progress(self.endpoint);
+            return self
+                .progress
+                .reached(header, true)
+                .then(|| Ok(self.notice()));
+        }
+        self.on_events(shared, &resp)
     }
 
-    fn batch(&self, resp: &WatchResponse, header_revision: u64) -> WatchBatch {
-        let mut changes = Vec::with_capacity(resp.events().len());
-        let mut revision = header_revision;
-        if let Some(last) = resp.events().last().and_then(|e| e.kv()) {
-            revision = last.mod_revision().max(0) as u64;
+    fn on_events(&mut self, shared: &Shared, resp: &WatchResponse) -> Option<Result<WatchBatch>> {
+        shared.changes(resp, &mut self.fragments);
+        let revision = resp
+            .events()
+            .iter()
+            .filter_map(|e| e.kv())
+            .map(|kv| kv.mod_revision())
+            .max()
+            .unwrap_or(0);
+        self.progress.reached(revision, false);
+        if resp.0.fragment {
+            return None; // the rest of this revision follows
         }
+        self.last = Revision(revision.max(self.last.0 as i64) as u64);
+        Some(Ok(WatchBatch {
+            revision: self.last,
+            changes: std::mem::take(&mut self.fragments),
+        }))
+    }
+
+    fn on_clash(&self, resp: &WatchResponse) {
+        let Some(me) = &self.me else { return };
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            if EventType::try_from(ev.0.r#type) == Ok(EventType::Put) {
+                clash::log_attempt(me, kv.key(), kv.value(), &format!("lease {:x}", kv.lease()));
+            }
+        }
+    }
+}
+
+fn cancelled(reason: &str) -> Error {
+    let kind = if reason.contains("permission denied") {
+        ErrorKind::PermissionDenied
+    } else {
+        ErrorKind::Unavailable
+    };
+    Error::new(kind, format!("etcd cancelled the watch: {reason}"))
+        .with_backend(NAME)
+        .with_operation("watch")
+}
+
+impl Shared {
+    /// The changes of a response's events, appended to `changes`.
+    fn changes(&self, resp: &WatchResponse, changes: &mut Vec<Change>) {
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
             // `Event::event_type` panics on a type it does not know: read the raw one.
@@ -156,20 +324,20 @@ impl Shared {
                     }
                 },
                 Ok(EventType::Delete) => {
-                    // A deleted garbage key was counted when it was written.
+                    // A deleted garbage key was counted when it was written. The delete
+                    // removes whatever life of the node the view holds: events come in
+                    // order, so that is the one the key held.
                     if let Ok(node) = self.layout.node_of(kv.key()) {
-                        let incarnation = ev.prev_kv().map(|p| Incarnation(p.lease() as u64));
-                        changes.push(Change::Delete { node, incarnation });
+                        changes.push(Change::Delete {
+                            node,
+                            incarnation: None,
+                        });
                     }
                 }
                 Err(_) => self
                     .garbage
                     .skip(NAME, kv.key(), "a watch event of an unknown type"),
             }
-        }
-        WatchBatch {
-            revision: Revision(revision),
-            changes,
         }
     }
 }

@@ -27,12 +27,7 @@ pub fn section(server: &str, extra: &[(&str, &str)]) -> Section {
 }
 
 pub fn ctx(node_name: &str, cluster: &str, section: Section) -> BackendContext {
-    BackendContext {
-        node: node(node_name),
-        cluster: cluster.to_string(),
-        cookie: "cookie".into(),
-        section,
-    }
+    BackendContext::new(node(node_name), cluster.to_string(), section).with_cookie("cookie")
 }
 
 /// A backend for `node_name` in cluster `emqxcl` against `etcd`.
@@ -98,4 +93,47 @@ pub async fn next_changes(
         }
     })
     .await
+}
+
+/// What the code under test logs, captured on this thread (run the test on a
+/// current-thread runtime, `#[tokio::test]`'s default, so spawned tasks log here too).
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Captures from now until the guard drops.
+    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Drains `watch` in the background until it ends or errs, so what it logs is logged.
+pub fn drain(
+    mut watch: autocluster_plugin::BoxStream<Result<autocluster_plugin::WatchBatch>>,
+) -> tokio::task::JoinHandle<()> {
+    use futures::StreamExt;
+    tokio::spawn(async move { while let Some(Ok(_)) = watch.next().await {} })
 }

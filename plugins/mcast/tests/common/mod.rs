@@ -66,12 +66,7 @@ impl<'a> Node<'a> {
         ] {
             s.set(k, v, Origin::Program);
         }
-        BackendContext {
-            node: name(self.name),
-            cluster: self.cluster.into(),
-            cookie: self.cookie.into(),
-            section: s,
-        }
+        BackendContext::new(name(self.name), self.cluster, s).with_cookie(self.cookie)
     }
 
     pub fn build(&self, net: Net) -> McastDiscovery {

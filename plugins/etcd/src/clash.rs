@@ -1,0 +1,75 @@
+//! Two processes with the same `node.name`: the one that finds the node's key held by another
+//! live registration refuses to take it over (a `Conflict` error, not retried), and leaves a
+//! short-lived marker under `/<prefix>/<cluster>/clash/<node>`; the holder's watch sees the
+//! marker and logs the attempt, keeping its key. v3 and v2 share the words.
+
+use autocluster_plugin::{Error, ErrorKind, NodeName};
+
+use crate::keys::decode_value;
+use crate::NAME;
+
+/// The error of a process that found `node`'s key (`key`) held by `holder` (`lease 1a2b`,
+/// `createdIndex 42`), with `left` seconds to live when known.
+pub(crate) fn conflict(
+    op: &'static str,
+    node: &NodeName,
+    key: &str,
+    holder: &str,
+    left: Option<i64>,
+) -> Error {
+    let left = match left {
+        Some(s) if s > 0 => format!(", which expires in {s} s unless its holder renews it"),
+        _ => String::new(),
+    };
+    Error::new(
+        ErrorKind::Conflict,
+        format!(
+            "node {node} is already registered by another process: {key} is held by {holder} \
+             (another incarnation){left}. Two processes must not share node.name: stop the other \
+             one, or give this one another name (a node that crashed releases its name when its \
+             registration expires, within node_ttl)"
+        ),
+    )
+    .with_backend(NAME)
+    .with_operation(op)
+    .with_key(key)
+}
+
+/// Logs, on the holder's side, a marker another process left for `node`: who tried, as it
+/// described itself (its registration metadata, `value`), under `other` (`lease 1a2b`).
+pub(crate) fn log_attempt(node: &NodeName, key: &[u8], value: &[u8], other: &str) {
+    let addrs = match decode_value(node, value) {
+        Ok(Some(meta)) if !meta.addrs.is_empty() => format!(" at {}", meta.addrs.join(",")),
+        _ => String::new(),
+    };
+    tracing::error!(
+        backend = NAME,
+        node = %node,
+        key = %String::from_utf8_lossy(key),
+        "another process tried to register this node's name ({other}{addrs}) and was refused: \
+         this node keeps its registration. Two processes must not share node.name"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_conflict_names_the_holder_and_is_not_retried() {
+        let node = NodeName::parse("emqx1@h").unwrap();
+        let e = conflict(
+            "register",
+            &node,
+            "/emqxcl/emqxcl/nodes/emqx1@h",
+            "lease 1a2b",
+            Some(42),
+        );
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(!e.is_retryable());
+        let text = e.to_string();
+        for part in ["emqx1@h", "lease 1a2b", "42 s", "node.name"] {
+            assert!(text.contains(part), "{text}");
+        }
+    }
+}

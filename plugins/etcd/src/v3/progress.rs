@@ -1,0 +1,181 @@
+//! Whether a watch keeps up with etcd. Every `progress_every` the watch asks etcd for its
+//! progress (a progress request on the watch stream); the answer's revision, or an event's,
+//! must reach the revision etcd reported elsewhere (keep-alives, registration, snapshots)
+//! when it was asked, within `stall_after`. A watch that does not is stalled: etcd 3.4
+//! behind a watch with previous values, a member that stopped serving the stream while
+//! another one answers the keep-alives.
+//!
+//! An endpoint that never answers progress requests (an etcd gRPC proxy ignores them) cannot
+//! be checked this way: its watch is taken as live while its stream is open, and said so
+//! once in the log.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The progress of one watch stream; see the [module](self) documentation.
+#[derive(Debug)]
+pub(super) struct Progress {
+    every: Duration,
+    stall_after: Duration,
+    /// When the next request is due.
+    next: Instant,
+    /// Since when the watch has not shown it reached the revision etcd reported elsewhere
+    /// then (the target).
+    behind: Option<(Instant, i64)>,
+    /// Whether this stream answered a progress request.
+    answered: bool,
+    /// This stream's endpoint does not answer progress requests: notices come by the clock.
+    unanswered: bool,
+}
+
+/// What to do when a tick is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tick {
+    /// Ask etcd how far the watch got.
+    Request,
+    /// The watch has not reached `target` for `behind`: it is stalled.
+    Stalled {
+        /// How long it has been behind.
+        behind: Duration,
+        /// The revision etcd reported elsewhere that the watch did not reach.
+        target: i64,
+    },
+    /// The endpoint does not answer progress requests (first seen now): a notice, by the
+    /// clock.
+    NoAnswers,
+    /// A notice by the clock (the endpoint does not answer progress requests).
+    Notice,
+}
+
+impl Progress {
+    /// A stream opened at `now`: the first request is due at once.
+    pub(super) fn new(now: Instant, every: Duration, stall_after: Duration) -> Progress {
+        Progress {
+            every,
+            stall_after,
+            next: now,
+            behind: None,
+            answered: false,
+            unanswered: false,
+        }
+    }
+
+    /// When the next tick is due.
+    pub(super) fn next_tick(&self) -> Instant {
+        self.next
+    }
+
+    /// The tick is due at `now`; `seen` is the revision etcd last reported elsewhere, and
+    /// `endpoint_answers` whether this endpoint answered progress requests on an earlier
+    /// stream.
+    pub(super) fn tick(&mut self, now: Instant, seen: i64, endpoint_answers: bool) -> Tick {
+        self.next = now + self.every;
+        if self.unanswered {
+            return Tick::Notice;
+        }
+        match self.behind {
+            Some((since, target)) if now.duration_since(since) >= self.stall_after => {
+                if self.answered || endpoint_answers {
+                    return Tick::Stalled {
+                        behind: now.duration_since(since),
+                        target,
+                    };
+                }
+                self.unanswered = true;
+                return Tick::NoAnswers;
+            }
+            Some(_) => {}
+            None => self.behind = Some((now, seen)),
+        }
+        Tick::Request
+    }
+
+    /// The watch showed it reached `revision`: by the answer to a progress request
+    /// (`answer`) or by an event. True when the watch is caught up (a progress notice is
+    /// due).
+    pub(super) fn reached(&mut self, revision: i64, answer: bool) -> bool {
+        self.answered |= answer;
+        if matches!(self.behind, Some((_, target)) if revision >= target) {
+            self.behind = None;
+        }
+        self.behind.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVERY: Duration = Duration::from_secs(1);
+    const STALL: Duration = Duration::from_secs(5);
+
+    fn at(t0: Instant, secs: u64) -> Instant {
+        t0 + Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn answers_that_reach_the_target_keep_the_watch_live() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(t0, EVERY, STALL);
+        for s in 0..20 {
+            assert_eq!(p.tick(at(t0, s), 100 + s as i64, false), Tick::Request);
+            assert!(p.reached(100 + s as i64, true));
+            assert_eq!(p.next_tick(), at(t0, s + 1));
+        }
+    }
+
+    #[test]
+    fn a_watch_that_answers_below_the_target_is_stalled_after_the_bound() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(t0, EVERY, STALL);
+        assert_eq!(p.tick(t0, 100, false), Tick::Request);
+        assert!(p.reached(100, true));
+        // etcd moved on to 200 (keep-alives say so); the watch's answers stay at 150.
+        assert_eq!(p.tick(at(t0, 1), 200, false), Tick::Request);
+        for s in 2..6 {
+            assert!(!p.reached(150, true));
+            assert_eq!(p.tick(at(t0, s), 300, false), Tick::Request);
+        }
+        assert_eq!(
+            p.tick(at(t0, 6), 300, false),
+            Tick::Stalled {
+                behind: STALL,
+                target: 200
+            }
+        );
+    }
+
+    #[test]
+    fn an_event_at_the_target_is_progress_too() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(t0, EVERY, STALL);
+        assert_eq!(p.tick(t0, 100, true), Tick::Request);
+        assert!(p.reached(120, false));
+        assert_eq!(p.tick(at(t0, 6), 130, true), Tick::Request);
+    }
+
+    #[test]
+    fn silence_is_a_stall_where_answers_came_before() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(t0, EVERY, STALL);
+        assert_eq!(p.tick(t0, 100, true), Tick::Request);
+        for s in 1..5 {
+            assert_eq!(p.tick(at(t0, s), 100, true), Tick::Request);
+        }
+        assert!(matches!(p.tick(at(t0, 5), 100, true), Tick::Stalled { .. }));
+    }
+
+    #[test]
+    fn an_endpoint_that_never_answers_gets_notices_by_the_clock() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(t0, EVERY, STALL);
+        for s in 0..5 {
+            assert_eq!(p.tick(at(t0, s), 100, false), Tick::Request);
+        }
+        assert_eq!(p.tick(at(t0, 5), 100, false), Tick::NoAnswers);
+        for s in 6..10 {
+            assert_eq!(p.tick(at(t0, s), 100, false), Tick::Notice);
+        }
+    }
+}
