@@ -17,7 +17,7 @@ mod settings;
 
 pub use async_trait::async_trait;
 pub use backend::{
-    BackendContext, Capabilities, Discovery, Lease, LockToken, Registration, Registrations,
+    BackendContext, Capabilities, Discovery, DEFAULT_MAX_METADATA_BYTES, Lease, LockToken, Registration, Registrations,
     ViewMode,
 };
 pub use error::{Context, Error, ErrorKind, Result};

@@ -143,11 +143,13 @@ impl Discovery for McastDiscovery {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::observe().with_registration(
-            Registrations::Heartbeat,
-            self.core.cfg.member_ttl,
-            self.core.cfg.heartbeat,
-        )
+        Capabilities::observe()
+            .with_registration(
+                Registrations::Heartbeat,
+                self.core.cfg.member_ttl,
+                self.core.cfg.heartbeat,
+            )
+            .with_max_metadata_bytes(MAX_META)
     }
 
     /// Announces this node at once; peers answer with their own announces.
