@@ -20,6 +20,7 @@
 //! `static`, `dns` and `mcast`.
 #![deny(missing_docs)]
 
+#[cfg(feature = "bench-support")]
 #[doc(hidden)]
 pub mod bench_support;
 mod cluster;
