@@ -70,6 +70,47 @@ impl ErrorKind {
     }
 }
 
+impl std::str::FromStr for ErrorKind {
+    type Err = std::convert::Infallible;
+
+    /// The kind named as [`ErrorKind::as_str`] names it; a name this version does not know
+    /// is [`ErrorKind::Other`].
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        const ALL: [ErrorKind; 12] = [
+            ErrorKind::Config,
+            ErrorKind::Unavailable,
+            ErrorKind::Timeout,
+            ErrorKind::Unauthenticated,
+            ErrorKind::PermissionDenied,
+            ErrorKind::Tls,
+            ErrorKind::LeaseLost,
+            ErrorKind::Compacted,
+            ErrorKind::Unsupported,
+            ErrorKind::InvalidData,
+            ErrorKind::LockTimeout,
+            ErrorKind::Other,
+        ];
+        Ok(ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .unwrap_or(ErrorKind::Other))
+    }
+}
+
+/// In JSON, the kind's name (`"lease_lost"`).
+impl serde::Serialize for ErrorKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(name.parse().unwrap_or(ErrorKind::Other))
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

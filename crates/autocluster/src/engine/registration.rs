@@ -202,7 +202,7 @@ fn set_registered(shared: &Shared, lease: Option<Lease>) {
     }
     shared.health.send_modify(|h| {
         h.registered = registered;
-        h.incarnation = lease.map(|l| l.id);
+        h.incarnation = lease.map(|l| autocluster_plugin::Incarnation(l.id));
     });
 }
 
