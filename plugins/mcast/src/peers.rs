@@ -298,27 +298,32 @@ mod tests {
         assert_eq!(check(&mut p, Heartbeat, 10, 5, t), Verdict::Accept);
     }
 
+    /// Incarnation 20, then 10 (taken for a restart), then 20 again, twice: a clash that 10,
+    /// started first, wins.
+    fn contested(t: Instant) -> Peers {
+        use Kind::*;
+        let mut p = Peers::default();
+        check(&mut p, Announce, 20, 1, t);
+        check(&mut p, Announce, 10, 1, t);
+        check(&mut p, Heartbeat, 20, 2, t);
+        let lost = check(&mut p, Heartbeat, 20, 3, t);
+        assert!(
+            matches!(lost, Verdict::Clash { pass: false, .. }),
+            "{lost:?}"
+        );
+        p
+    }
+
     #[test]
     fn the_loser_takes_over_once_the_winner_leaves_or_goes_quiet() {
         use Kind::*;
-        let mut p = Peers::default();
         let t = Instant::now();
-        check(&mut p, Announce, 20, 1, t);
-        check(&mut p, Announce, 10, 1, t);
-        check(&mut p, Heartbeat, 20, 2, t);
-        assert!(matches!(
-            check(&mut p, Heartbeat, 20, 3, t),
-            Verdict::Clash { pass: false, .. }
-        ));
         // 10 goes quiet: after its TTL, 20 is passed on
+        let mut p = contested(t);
         let later = t + TTL + Duration::from_millis(1);
         assert_eq!(check(&mut p, Heartbeat, 20, 4, later), Verdict::Accept);
         // or leaves
-        let mut p = Peers::default();
-        check(&mut p, Announce, 20, 1, t);
-        check(&mut p, Announce, 10, 1, t);
-        check(&mut p, Heartbeat, 20, 2, t);
-        check(&mut p, Heartbeat, 20, 3, t);
+        let mut p = contested(t);
         assert_eq!(check(&mut p, Leave, 10, 2, t), Verdict::Accept);
         assert_eq!(check(&mut p, Heartbeat, 20, 4, t), Verdict::Accept);
     }
