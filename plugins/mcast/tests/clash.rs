@@ -147,7 +147,8 @@ async fn impostor_runs_then(net: Net, leaves: bool) {
         "impostor {}: the real node ready again {back:?} later (member_ttl {MEMBER_TTL:?})",
         if leaves { "left" } else { "stopped" }
     );
-    assert!(back <= bound + Duration::from_millis(300), "{back:?}");
+    // (and a little for scheduling on a shared machine)
+    assert!(back <= bound + Duration::from_millis(500), "{back:?}");
     assert_eq!(seen(&peer, REAL), Some(ours));
 
     // Everything the real node and the impostor sent, sent again: refused, nothing changes.
