@@ -30,6 +30,10 @@ pub enum ErrorKind {
     InvalidData,
     /// A lock was not acquired in time.
     LockTimeout,
+    /// Another process claims this node's name (a copied configuration, a second agent):
+    /// the registration is contested. Retryable: the clash ends when the other one leaves or
+    /// stops, and this node keeps its registration alive meanwhile.
+    Conflict,
     /// Anything else.
     Other,
 }
@@ -47,6 +51,7 @@ impl ErrorKind {
                 | ErrorKind::Unauthenticated
                 | ErrorKind::PermissionDenied
                 | ErrorKind::LockTimeout
+                | ErrorKind::Conflict
                 | ErrorKind::Other
         )
     }
@@ -65,6 +70,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::InvalidData => "invalid_data",
             ErrorKind::LockTimeout => "lock_timeout",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Other => "other",
         }
     }

@@ -132,6 +132,12 @@ async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> End
                 // it says so (LeaseLost). Registering anew on a timer would give peers a
                 // false leave-and-join.
                 shared.set_registration_ok(false);
+                if e.kind() == ErrorKind::Conflict {
+                    // The keep-alive went out; another process claims this node's name (the
+                    // backend logs it). Keep the cadence: not ready until it is over.
+                    next = Instant::now() + every;
+                    continue;
+                }
                 if last_renewal.elapsed() >= lease.ttl {
                     tracing::warn!(
                         node = %reg.node,
