@@ -82,7 +82,8 @@ impl std::str::FromStr for ErrorKind {
     /// The kind named as [`ErrorKind::as_str`] names it; a name this version does not know
     /// is [`ErrorKind::Other`].
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        const ALL: [ErrorKind; 12] = [
+        const ALL: [ErrorKind; 13] = [
+            ErrorKind::Conflict,
             ErrorKind::Config,
             ErrorKind::Unavailable,
             ErrorKind::Timeout,
@@ -278,6 +279,50 @@ impl std::error::Error for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_reads_back_from_its_name() {
+        let all = [
+            ErrorKind::Config,
+            ErrorKind::Unavailable,
+            ErrorKind::Timeout,
+            ErrorKind::Unauthenticated,
+            ErrorKind::PermissionDenied,
+            ErrorKind::Tls,
+            ErrorKind::LeaseLost,
+            ErrorKind::Compacted,
+            ErrorKind::Unsupported,
+            ErrorKind::InvalidData,
+            ErrorKind::LockTimeout,
+            ErrorKind::Conflict,
+            ErrorKind::Other,
+        ];
+        for k in all {
+            // A kind added later must be added here too: this match stops compiling.
+            match k {
+                ErrorKind::Config
+                | ErrorKind::Unavailable
+                | ErrorKind::Timeout
+                | ErrorKind::Unauthenticated
+                | ErrorKind::PermissionDenied
+                | ErrorKind::Tls
+                | ErrorKind::LeaseLost
+                | ErrorKind::Compacted
+                | ErrorKind::Unsupported
+                | ErrorKind::InvalidData
+                | ErrorKind::LockTimeout
+                | ErrorKind::Conflict
+                | ErrorKind::Other => {}
+            }
+            assert_eq!(k.as_str().parse::<ErrorKind>().unwrap(), k);
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(serde_json::from_str::<ErrorKind>(&json).unwrap(), k);
+        }
+        assert_eq!(
+            "from_a_later_version".parse::<ErrorKind>().unwrap(),
+            ErrorKind::Other
+        );
+    }
 
     #[test]
     fn display_carries_context() {

@@ -70,7 +70,7 @@ fn seen(agent: &Agent, node: &str) -> Option<u64> {
 
 fn conflicted(agent: &Agent) -> bool {
     let h = agent.cluster.health();
-    !h.is_ready() && h.last_error_kind == Some("conflict")
+    !h.is_ready() && h.last_error_kind == Some(autocluster_plugin::ErrorKind::Conflict)
 }
 
 /// Every datagram the tap heard from `node`.
