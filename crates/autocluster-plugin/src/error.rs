@@ -76,27 +76,29 @@ impl ErrorKind {
     }
 }
 
+/// Every kind, for reading one back from its name.
+const ALL: [ErrorKind; 13] = [
+    ErrorKind::Conflict,
+    ErrorKind::Config,
+    ErrorKind::Unavailable,
+    ErrorKind::Timeout,
+    ErrorKind::Unauthenticated,
+    ErrorKind::PermissionDenied,
+    ErrorKind::Tls,
+    ErrorKind::LeaseLost,
+    ErrorKind::Compacted,
+    ErrorKind::Unsupported,
+    ErrorKind::InvalidData,
+    ErrorKind::LockTimeout,
+    ErrorKind::Other,
+];
+
 impl std::str::FromStr for ErrorKind {
     type Err = std::convert::Infallible;
 
     /// The kind named as [`ErrorKind::as_str`] names it; a name this version does not know
     /// is [`ErrorKind::Other`].
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        const ALL: [ErrorKind; 13] = [
-            ErrorKind::Conflict,
-            ErrorKind::Config,
-            ErrorKind::Unavailable,
-            ErrorKind::Timeout,
-            ErrorKind::Unauthenticated,
-            ErrorKind::PermissionDenied,
-            ErrorKind::Tls,
-            ErrorKind::LeaseLost,
-            ErrorKind::Compacted,
-            ErrorKind::Unsupported,
-            ErrorKind::InvalidData,
-            ErrorKind::LockTimeout,
-            ErrorKind::Other,
-        ];
         Ok(ALL
             .into_iter()
             .find(|k| k.as_str() == s)
@@ -282,38 +284,25 @@ mod tests {
 
     #[test]
     fn every_kind_reads_back_from_its_name() {
-        let all = [
-            ErrorKind::Config,
-            ErrorKind::Unavailable,
-            ErrorKind::Timeout,
-            ErrorKind::Unauthenticated,
-            ErrorKind::PermissionDenied,
-            ErrorKind::Tls,
-            ErrorKind::LeaseLost,
-            ErrorKind::Compacted,
-            ErrorKind::Unsupported,
-            ErrorKind::InvalidData,
-            ErrorKind::LockTimeout,
-            ErrorKind::Conflict,
-            ErrorKind::Other,
-        ];
-        for k in all {
-            // A kind added later must be added here too: this match stops compiling.
-            match k {
-                ErrorKind::Config
-                | ErrorKind::Unavailable
-                | ErrorKind::Timeout
-                | ErrorKind::Unauthenticated
-                | ErrorKind::PermissionDenied
-                | ErrorKind::Tls
-                | ErrorKind::LeaseLost
-                | ErrorKind::Compacted
-                | ErrorKind::Unsupported
-                | ErrorKind::InvalidData
-                | ErrorKind::LockTimeout
-                | ErrorKind::Conflict
-                | ErrorKind::Other => {}
-            }
+        // A kind added later stops this match compiling until it has a place in `ALL`.
+        let position = |k: ErrorKind| match k {
+            ErrorKind::Conflict => 0,
+            ErrorKind::Config => 1,
+            ErrorKind::Unavailable => 2,
+            ErrorKind::Timeout => 3,
+            ErrorKind::Unauthenticated => 4,
+            ErrorKind::PermissionDenied => 5,
+            ErrorKind::Tls => 6,
+            ErrorKind::LeaseLost => 7,
+            ErrorKind::Compacted => 8,
+            ErrorKind::Unsupported => 9,
+            ErrorKind::InvalidData => 10,
+            ErrorKind::LockTimeout => 11,
+            ErrorKind::Other => 12,
+        };
+        assert_eq!(ALL.len(), position(ErrorKind::Other) + 1);
+        for (i, k) in ALL.into_iter().enumerate() {
+            assert_eq!(position(k), i);
             assert_eq!(k.as_str().parse::<ErrorKind>().unwrap(), k);
             let json = serde_json::to_string(&k).unwrap();
             assert_eq!(serde_json::from_str::<ErrorKind>(&json).unwrap(), k);
