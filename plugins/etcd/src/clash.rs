@@ -30,6 +30,8 @@ pub(crate) fn conflict(
              registration expires, within node_ttl)"
         ),
     )
+    // Not retried: this node must not start while the other holds the name.
+    .with_retryable(false)
     .with_backend(NAME)
     .with_operation(op)
     .with_key(key)

@@ -39,7 +39,7 @@ impl Shared {
     pub(crate) fn new(backend: Arc<dyn Discovery>, config: EngineConfig) -> Arc<Shared> {
         let caps = backend.capabilities();
         let health = Health {
-            backend: backend.name(),
+            backend: backend.name().to_string(),
             registered: caps.registration == Registrations::None,
             stale: true,
             ..Health::default()
@@ -143,7 +143,7 @@ impl Shared {
         self.health.send_modify(|h| {
             h.consecutive_failures += 1;
             h.last_error = Some(text);
-            h.last_error_kind = Some(e.kind().as_str());
+            h.last_error_kind = Some(e.kind());
             h.last_error_at = Some(SystemTime::now());
         });
     }
