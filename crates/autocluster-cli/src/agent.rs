@@ -70,6 +70,7 @@ pub async fn run(args: &AgentArgs) -> Result<(), Failure> {
         timeout: args.hook_timeout,
         cluster: settings.cluster_name.clone(),
         self_node: settings.node.clone(),
+        open_files: files.raised_from,
     };
     hook_config.prepare()?;
 
@@ -355,6 +356,7 @@ mod tests {
                 timeout: Duration::from_secs(1),
                 cluster: "emqxcl".into(),
                 self_node: node,
+                open_files: None,
             },
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 pub const RESERVED_FILES: u64 = 256;
 /// The most admin connections at once, however high the limit (a local endpoint needs a
 /// handful).
-pub const MAX_ADMIN_CONNECTIONS: usize = 1024;
+pub const MAX_ADMIN_CONNECTIONS: usize = 512;
 /// The fewest, however low the limit.
 pub const MIN_ADMIN_CONNECTIONS: usize = 16;
 

@@ -146,3 +146,40 @@ async fn idle_admin_connections_starve_neither_health_nor_hooks_nor_the_members_
     );
     peer.leave().await;
 }
+
+/// A soft limit below the hard one is raised at start; the admin endpoint gets its share of
+/// the raised one, and `--on-change` handlers still run with the limit the agent started
+/// with (programs that use `select()` expect no more than 1,024).
+#[test]
+fn the_soft_limit_is_raised_for_the_agent_and_not_for_its_handlers() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = dir.path().join("limits");
+    let hook = format!("ulimit -S -n >> {}", limits.display());
+    let conf = node_conf(dir.path(), "agent", AGENT, "cluster.discovery = manual\n");
+    let mut agent = Agent::launch(
+        &conf,
+        Launch {
+            flags: &["--on-change", &hook],
+            wrapper: &["prlimit", "--nofile=1000:4096", "--"],
+            ..Launch::default()
+        },
+    );
+    agent.wait_ready();
+    wait_within(
+        BOUND,
+        "the handler of the agent's own join",
+        || (!read(&limits).is_empty()).then_some(()),
+        || agent.diag(),
+    );
+    assert_eq!(read(&limits), "1000\n", "{}", agent.diag());
+    let log = agent.log();
+    assert!(
+        log.contains("open-file limit 4096 (raised from 1000): at most 512 admin connections"),
+        "{log}"
+    );
+    assert_eq!(
+        agent.metric("autocluster_admin_connections_max"),
+        Some(512.0)
+    );
+    assert_eq!(agent.stop(), Some(0));
+}

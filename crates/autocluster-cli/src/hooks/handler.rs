@@ -145,12 +145,20 @@ fn is_transient(e: &std::io::Error) -> bool {
     )
 }
 
-/// `sh -c CMD` with the event in its environment and piped standard streams.
+/// `sh -c CMD` with the event in its environment and piped standard streams; with
+/// [`HookConfig::open_files`], a shell that lowers its soft limit first and then becomes
+/// `sh -c CMD`.
 fn command(config: &HookConfig, event: &HookEvent, cmd: &str) -> Command {
     let mut command = Command::new("sh");
+    match config.open_files {
+        Some(limit) => command
+            .arg("-c")
+            .arg(r#"ulimit -S -n "$0" 2>/dev/null; exec sh -c "$1""#)
+            .arg(limit.to_string())
+            .arg(cmd),
+        None => command.arg("-c").arg(cmd),
+    };
     command
-        .arg("-c")
-        .arg(cmd)
         .env("AUTOCLUSTER_EVENT", event.kind)
         .env("AUTOCLUSTER_NODE", event.node.as_str())
         .env("AUTOCLUSTER_INCARNATION", event.incarnation.to_string())

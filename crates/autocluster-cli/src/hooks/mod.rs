@@ -52,6 +52,9 @@ pub struct HookConfig {
     pub cluster: String,
     /// This node, for `AUTOCLUSTER_SELF`.
     pub self_node: NodeName,
+    /// The open-file soft limit a handler runs with, when the agent raised its own: the
+    /// one it started with (a program that uses `select()` expects no more than 1,024).
+    pub open_files: Option<u64>,
 }
 
 impl HookConfig {
