@@ -24,7 +24,6 @@ pub struct AgentMetrics {
 /// The metrics of `cluster` and of the agent now.
 pub fn render(cluster: &Cluster, cluster_name: &str, agent: &AgentMetrics) -> String {
     let view = cluster.view();
-    let health = cluster.health();
     let stats = cluster.stats();
     let mut m = Metrics::default();
 
@@ -68,6 +67,15 @@ pub fn render(cluster: &Cluster, cluster_name: &str, agent: &AgentMetrics) -> St
         m.sample("autocluster_events_total", &[("kind", kind)], n);
     }
 
+    engine_counters(&mut m, cluster);
+    health_gauges(&mut m, &view, &cluster.health());
+    agent_metrics(&mut m, agent);
+    m.out
+}
+
+/// The engine's counters: backend calls, registrations, resyncs, failures.
+fn engine_counters(m: &mut Metrics, cluster: &Cluster) {
+    let stats = cluster.stats();
     m.family(
         "autocluster_backend_calls_total",
         "counter",
@@ -119,7 +127,10 @@ pub fn render(cluster: &Cluster, cluster_name: &str, agent: &AgentMetrics) -> St
         &[],
         cluster.invalid_entries(),
     );
+}
 
+/// Gauges of the health and of the view's freshness.
+fn health_gauges(m: &mut Metrics, view: &autocluster::View, health: &autocluster::Health) {
     m.family(
         "autocluster_last_success_timestamp_seconds",
         "gauge",
@@ -156,9 +167,6 @@ pub fn render(cluster: &Cluster, cluster_name: &str, agent: &AgentMetrics) -> St
         "1 when this node is registered and its view is fresh",
     );
     m.sample("autocluster_ready", &[], u8::from(health.is_ready()));
-
-    agent_metrics(&mut m, agent);
-    m.out
 }
 
 /// The agent's own metrics: its log, its admin endpoint, its hooks.

@@ -16,7 +16,7 @@ fn start_agent(dir: &Path, file: &str, extra: &str) -> Agent {
     let listen = free_addr();
     let body = format!(
         "node.listen = {listen}\ncluster.discovery = static\ncluster.static.seeds = {NODE}\n\
-         {extra}"
+         cluster.probe_interval = 500ms\n{extra}"
     );
     Agent::start(&node_conf(dir, file, NODE, &body))
 }
