@@ -101,6 +101,15 @@ pub fn render(cluster: &Cluster, cluster_name: &str) -> String {
         cluster.invalid_entries(),
     );
 
+    if let Some(listener) = cluster.probe_listener() {
+        let name = "autocluster_probe_connections_total";
+        let help = "Connections to the peer listener (node.listen) since start, by outcome";
+        m.family(name, "counter", help);
+        for (outcome, n) in listener.all() {
+            m.sample(name, &[("outcome", outcome.as_str())], n);
+        }
+    }
+
     m.family(
         "autocluster_last_success_timestamp_seconds",
         "gauge",
