@@ -181,16 +181,16 @@ impl ListenerStats {
             return;
         };
         let what = if outcome.is_refusal() {
-            "refused a probe"
+            "refused a probe: "
         } else {
-            "connection"
+            ""
         };
         if held_back == 0 {
-            tracing::warn!(%peer, %outcome, "peer listener: {what}: {detail}");
+            tracing::warn!(%peer, %outcome, "peer listener: {what}{detail}");
         } else {
             tracing::warn!(
                 %peer, %outcome, held_back,
-                "peer listener: {what}: {detail} ({held_back} more of this kind since the last such warning, not logged)"
+                "peer listener: {what}{detail} ({held_back} more of this kind since the last such warning, not logged)"
             );
         }
     }
