@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use autocluster_plugin::log::{Escaped, RateLimit};
 use autocluster_plugin::{Change, Incarnation, Member, Revision};
 use tokio::net::UdpSocket;
 
@@ -25,8 +26,8 @@ struct Receiver {
     last_reply: Option<Instant>,
     reply_at: Option<Instant>,
     last_prune: Instant,
-    warned_clash: Option<Instant>,
-    warned_stale: Option<Instant>,
+    warn_clash: RateLimit,
+    warn_stale: RateLimit,
 }
 
 pub(crate) async fn run(core: Arc<Core>, sock: UdpSocket) {
@@ -36,8 +37,8 @@ pub(crate) async fn run(core: Arc<Core>, sock: UdpSocket) {
         last_reply: None,
         reply_at: None,
         last_prune: Instant::now(),
-        warned_clash: None,
-        warned_stale: None,
+        warn_clash: RateLimit::new(WARN_EVERY),
+        warn_stale: RateLimit::new(WARN_EVERY),
     };
     // One byte more than the largest packet, to tell a datagram that was cut short.
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -70,14 +71,6 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-fn due(last: &mut Option<Instant>, now: Instant) -> bool {
-    let due = last.is_none_or(|t| now.duration_since(t) >= WARN_EVERY);
-    if due {
-        *last = Some(now);
-    }
-    due
-}
-
 impl Receiver {
     /// Acts on one datagram; true when it was an announce to answer.
     fn handle(&mut self, data: &[u8], from: SocketAddr, now: Instant) -> bool {
@@ -96,24 +89,27 @@ impl Receiver {
         };
         if p.cluster != core.cluster {
             core.stats.count(Reason::OtherCluster);
-            tracing::debug!(%from, cluster = %p.cluster, "mcast: dropped a packet of another cluster");
+            let cluster = Escaped::new(&p.cluster);
+            tracing::debug!(%from, %cluster, "mcast: dropped a packet of another cluster");
             return false;
         }
         if p.node == core.node {
-            if p.incarnation != core.incarnation && due(&mut self.warned_clash, now) {
-                tracing::warn!(
-                    %from, node = %p.node,
-                    "mcast: another process announces this node's name; its packets are ignored"
-                );
+            if p.incarnation != core.incarnation {
+                if let Some(held_back) = self.warn_clash.allow_at(now) {
+                    tracing::warn!(
+                        %from, node = %p.node, held_back,
+                        "mcast: another process announces this node's name; its packets are ignored"
+                    );
+                }
             }
             return false;
         }
         let skew = unix_ms().abs_diff(p.timestamp_ms);
         if u128::from(skew) > MAX_CLOCK_SKEW.as_millis() {
             core.stats.count(Reason::Stale);
-            if due(&mut self.warned_stale, now) {
+            if let Some(held_back) = self.warn_stale.allow_at(now) {
                 tracing::warn!(
-                    %from, node = %p.node, skew_ms = skew,
+                    %from, node = %p.node, skew_ms = skew, held_back,
                     "mcast: dropped a packet timestamped too far from our clock (a replay, or clocks out of sync)"
                 );
             }
