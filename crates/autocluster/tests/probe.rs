@@ -46,6 +46,14 @@ async fn serve_at(addr: SocketAddr, me: Identity, handshake: Duration) -> std::i
     })
 }
 
+/// emqx2@127.0.0.1 serving on a free loopback port, with `handshake` as its timeout.
+async fn serve_emqx2(handshake: Duration) -> Serving {
+    let me = id("emqx2@127.0.0.1", "emqxcl", "cookie");
+    serve_at((Ipv4Addr::LOCALHOST, 0).into(), me, handshake)
+        .await
+        .unwrap()
+}
+
 async fn serve(me: Identity) -> Serving {
     serve_at((Ipv4Addr::LOCALHOST, 0).into(), me, WAIT)
         .await
@@ -126,13 +134,7 @@ async fn a_listener_that_cannot_prove_the_cookie_is_not_trusted() {
     let server = tokio::spawn(async move {
         let (mut s, _) = fake.accept().await.unwrap();
         read_raw_frame(&mut s).await;
-        let mut challenge = vec![1u8];
-        for field in ["emqxcl", "emqx2@127.0.0.1"] {
-            challenge.extend_from_slice(&(field.len() as u16).to_be_bytes());
-            challenge.extend_from_slice(field.as_bytes());
-        }
-        challenge.extend_from_slice(&[0x42; 32]);
-        write_raw_frame(&mut s, 2, &challenge).await;
+        write_raw_frame(&mut s, 2, &challenge("emqx2@127.0.0.1")).await;
         read_raw_frame(&mut s).await;
         write_raw_frame(&mut s, 4, &[0x17; 32]).await;
     });
@@ -193,13 +195,7 @@ async fn a_peer_speaking_another_protocol_is_a_protocol_error() {
 
 #[tokio::test]
 async fn garbage_and_slow_clients_do_not_hurt_the_listener() {
-    let l = serve_at(
-        (Ipv4Addr::LOCALHOST, 0).into(),
-        id("emqx2@127.0.0.1", "emqxcl", "cookie"),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
+    let l = serve_emqx2(Duration::from_secs(1)).await;
     let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
     let target = node("emqx2@127.0.0.1");
 
@@ -223,17 +219,10 @@ async fn garbage_and_slow_clients_do_not_hurt_the_listener() {
         let _ = s.write_all(bytes).await;
         let _ = s.shutdown().await;
         // The listener closes such a connection rather than keeping it.
-        let mut sink = vec![0u8; 8192];
-        let closed = tokio::time::timeout(WAIT, async {
-            loop {
-                match s.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => continue,
-                }
-            }
-        })
-        .await;
-        assert!(closed.is_ok(), "listener kept a garbage connection open");
+        assert!(
+            closed_within(&mut s, WAIT).await,
+            "listener kept a garbage connection open"
+        );
     }
     let mut s = TcpStream::connect(l.addr).await.unwrap();
     write_raw_frame(&mut s, 1, &future_hello).await;
@@ -382,13 +371,7 @@ async fn probe_addr_prefers_advertised_addresses_then_the_node_host() {
 #[tokio::test]
 async fn a_connection_that_sends_nothing_gets_one_second() {
     // A long handshake timeout: only the deadline for the first message can close it.
-    let l = serve_at(
-        (Ipv4Addr::LOCALHOST, 0).into(),
-        id("emqx2@127.0.0.1", "emqxcl", "cookie"),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let l = serve_emqx2(Duration::from_secs(60)).await;
     let t0 = tokio::time::Instant::now();
     let mut silent = TcpStream::connect(l.addr).await.unwrap();
     assert!(
@@ -402,13 +385,7 @@ async fn a_connection_that_sends_nothing_gets_one_second() {
 
 #[tokio::test]
 async fn the_listener_ends_its_connections_when_it_ends() {
-    let l = serve_at(
-        (Ipv4Addr::LOCALHOST, 0).into(),
-        id("emqx2@127.0.0.1", "emqxcl", "cookie"),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let l = serve_emqx2(Duration::from_secs(60)).await;
     // A prober that sends its HELLO and stops: a handshake in progress, for up to 60 s.
     let mut stalled = TcpStream::connect(l.addr).await.unwrap();
     write_raw_frame(
@@ -428,13 +405,7 @@ async fn the_listener_ends_its_connections_when_it_ends() {
 
 #[tokio::test]
 async fn silent_connections_from_one_address_make_room_for_each_other() {
-    let l = serve_at(
-        (Ipv4Addr::LOCALHOST, 0).into(),
-        id("emqx2@127.0.0.1", "emqxcl", "cookie"),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let l = serve_emqx2(Duration::from_secs(60)).await;
     let flood = Ipv4Addr::new(127, 0, 0, 77);
     let mut held = Vec::new();
     for _ in 0..20 {
@@ -463,13 +434,7 @@ async fn silent_connections_from_one_address_make_room_for_each_other() {
 async fn a_thousand_silent_connections_do_not_starve_real_probes() {
     const FLOOD: Duration = Duration::from_secs(6);
     // The default handshake timeout, as an agent runs it.
-    let l = serve_at(
-        (Ipv4Addr::LOCALHOST, 0).into(),
-        id("emqx2@127.0.0.1", "emqxcl", "cookie"),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let l = serve_emqx2(Duration::from_secs(5)).await;
     let stop = tokio::time::Instant::now() + FLOOD;
     let flood = silent_flood(l.addr, 1000, 25, stop);
     let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
@@ -504,13 +469,7 @@ async fn what_a_peer_sends_is_shown_escaped() {
     let server = tokio::spawn(async move {
         let (mut s, _) = fake.accept().await.unwrap();
         read_raw_frame(&mut s).await;
-        let mut challenge = vec![1u8];
-        for field in ["emqxcl", forged] {
-            challenge.extend_from_slice(&(field.len() as u16).to_be_bytes());
-            challenge.extend_from_slice(field.as_bytes());
-        }
-        challenge.extend_from_slice(&[0x42; 32]);
-        write_raw_frame(&mut s, 2, &challenge).await;
+        write_raw_frame(&mut s, 2, &challenge(forged)).await;
     });
     let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
     let out = probe(&me, &node("emqx2@127.0.0.1"), addr, WAIT).await;
@@ -541,13 +500,22 @@ async fn what_a_peer_sends_is_shown_escaped() {
 
 /// A HELLO payload from `prober` for `target` in cluster `emqxcl`.
 fn hello(prober: &str, target: &str) -> Vec<u8> {
-    let mut p = b"ACPB".to_vec();
-    p.push(1);
-    for field in ["emqxcl", prober, target] {
+    payload(b"ACPB\x01", &["emqxcl", prober, target], 7)
+}
+
+/// A CHALLENGE payload from `node` in cluster `emqxcl`, with a made-up nonce.
+fn challenge(node: &str) -> Vec<u8> {
+    payload(&[1], &["emqxcl", node], 0x42)
+}
+
+/// `head`, then each of `names` (a `u16` length and the bytes), then a nonce of `fill`.
+fn payload(head: &[u8], names: &[&str], fill: u8) -> Vec<u8> {
+    let mut p = head.to_vec();
+    for field in names {
         p.extend_from_slice(&(field.len() as u16).to_be_bytes());
         p.extend_from_slice(field.as_bytes());
     }
-    p.extend_from_slice(&[7; 32]);
+    p.extend_from_slice(&[fill; 32]);
     p
 }
 
