@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use super::admission::{Stage, Ticket};
 use super::proof::{nonce, Role, Transcript};
 use super::stats::{ConnectionOutcome, ListenerStats};
-use super::wire::{read_frame, write_frame, Frame, Refusal, WireError, VERSION};
+use super::wire::{read_frame, write_frame, Frame, Nonce, Refusal, WireError, VERSION};
 use super::Identity;
 use crate::plugin::NodeName;
 
@@ -54,38 +54,11 @@ async fn handshake(
     ticket: &Ticket,
 ) -> Verdict {
     let limit = deadlines.handshake;
-    let first = deadlines.first_frame.min(limit);
-    let hello = match read_frame(stream, first).await {
-        Ok(f) => f,
-        Err(WireError::Timeout(_)) => {
-            let why = format!("no HELLO within {first:?} of connecting");
-            return (ConnectionOutcome::Timeout, why);
-        }
-        Err(e) => return failed(e),
+    let hello = match read_hello(stream, deadlines, ticket).await {
+        Ok(h) => h,
+        Err(verdict) => return verdict,
     };
-    ticket.advance(Stage::Greeted);
-    let Frame::Hello {
-        version,
-        cluster,
-        node: prober,
-        target,
-        nonce: prober_nonce,
-    } = hello
-    else {
-        let why = "the first message is not a HELLO".to_string();
-        return (ConnectionOutcome::Malformed, why);
-    };
-    if version != VERSION {
-        let why = format!("the prober speaks probe version {version}, this node {VERSION}");
-        return refuse(stream, Refusal::Version, why, limit, ticket).await;
-    }
-    let Ok(prober) = NodeName::parse(&prober) else {
-        let why = format!(
-            "the prober's node name {} is not name@host",
-            Escaped::new(&prober)
-        );
-        return refuse(stream, Refusal::Protocol, why, limit, ticket).await;
-    };
+    let prober = hello.prober;
     let listener_nonce = nonce();
     let me_node = me.node.as_str();
     let challenge = Frame::Challenge {
@@ -102,27 +75,24 @@ async fn handshake(
         Ok(_) => return (ConnectionOutcome::Malformed, "expected a PROOF".into()),
         Err(e) => return failed(e),
     };
-    if cluster != me.cluster {
+    if hello.cluster != me.cluster {
         let why = format!(
             "{prober} is in cluster {}, this node in {}",
-            Escaped::new(&cluster),
+            Escaped::new(&hello.cluster),
             me.cluster
         );
         return refuse(stream, Refusal::WrongCluster, why, limit, ticket).await;
     }
-    if target != me_node {
-        let why = format!(
-            "{prober} asked for {}, this is {me_node}",
-            Escaped::new(&target)
-        );
+    if hello.target != me_node {
+        let target = Escaped::new(&hello.target);
+        let why = format!("{prober} asked for {target}, this is {me_node}");
         return refuse(stream, Refusal::WrongNode, why, limit, ticket).await;
     }
-    let prober_name = prober.as_str();
     let transcript = Transcript {
         cluster: &me.cluster,
-        prober: prober_name,
+        prober: prober.as_str(),
         listener: me_node,
-        prober_nonce: &prober_nonce,
+        prober_nonce: &hello.nonce,
         listener_nonce: &listener_nonce,
     };
     if !transcript.verify(&me.cookie, Role::Prober, &mac) {
@@ -136,6 +106,64 @@ async fn handshake(
     match write_frame(stream, &welcome, limit).await {
         Ok(()) => (ConnectionOutcome::Proven, format!("answered {prober}")),
         Err(e) => failed(e),
+    }
+}
+
+/// A prober's HELLO, its node name checked.
+struct Hello {
+    cluster: String,
+    prober: NodeName,
+    target: String,
+    nonce: Nonce,
+}
+
+/// Reads the first message, within the first-frame deadline, and checks that it is a HELLO
+/// of our version from a valid node name; else the connection's verdict.
+async fn read_hello(
+    stream: &mut TcpStream,
+    deadlines: Deadlines,
+    ticket: &Ticket,
+) -> Result<Hello, Verdict> {
+    let limit = deadlines.handshake;
+    let first = deadlines.first_frame.min(limit);
+    let hello = match read_frame(stream, first).await {
+        Ok(f) => f,
+        Err(WireError::Timeout(_)) => {
+            let why = format!("no HELLO within {first:?} of connecting");
+            return Err((ConnectionOutcome::Timeout, why));
+        }
+        Err(e) => return Err(failed(e)),
+    };
+    ticket.advance(Stage::Greeted);
+    let Frame::Hello {
+        version,
+        cluster,
+        node,
+        target,
+        nonce,
+    } = hello
+    else {
+        let why = "the first message is not a HELLO".to_string();
+        return Err((ConnectionOutcome::Malformed, why));
+    };
+    if version != VERSION {
+        let why = format!("the prober speaks probe version {version}, this node {VERSION}");
+        return Err(refuse(stream, Refusal::Version, why, limit, ticket).await);
+    }
+    match NodeName::parse(&node) {
+        Ok(prober) => Ok(Hello {
+            cluster,
+            prober,
+            target,
+            nonce,
+        }),
+        Err(_) => {
+            let why = format!(
+                "the prober's node name {} is not name@host",
+                Escaped::new(&node)
+            );
+            Err(refuse(stream, Refusal::Protocol, why, limit, ticket).await)
+        }
     }
 }
 
