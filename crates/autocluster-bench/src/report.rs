@@ -3,6 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::verdict::Verdict;
+
 /// Nearest-rank percentile of `v` (milliseconds); `NaN` when empty.
 pub fn pct(v: &[f64], p: f64) -> f64 {
     if v.is_empty() {
@@ -57,8 +59,7 @@ pub struct Row {
     pub raw: String,
     pub poll: String,
     pub goal: String,
-    /// `None`: a figure without a goal.
-    pub met: Option<bool>,
+    pub verdict: Verdict,
 }
 
 #[derive(Default)]
@@ -75,7 +76,7 @@ impl Report {
         raw: impl Into<String>,
         poll: impl Into<String>,
         goal: impl Into<String>,
-        met: Option<bool>,
+        verdict: Verdict,
     ) {
         let row = Row {
             what: what.into(),
@@ -83,7 +84,7 @@ impl Report {
             raw: raw.into(),
             poll: poll.into(),
             goal: goal.into(),
-            met,
+            verdict,
         };
         eprintln!(
             "  {} | {} | {} | {} | {} | {}",
@@ -92,7 +93,7 @@ impl Report {
             row.raw,
             row.poll,
             row.goal,
-            met_str(row.met)
+            row.verdict.label()
         );
         self.rows.push(row);
     }
@@ -120,7 +121,7 @@ impl Report {
                 r.raw,
                 r.poll,
                 r.goal,
-                met_str(r.met)
+                r.verdict.label()
             );
         }
         if !self.notes.is_empty() {
@@ -129,17 +130,52 @@ impl Report {
                 let _ = writeln!(out, "- {n}");
             }
         }
-        let met = self.rows.iter().filter(|r| r.met == Some(true)).count();
-        let goals = self.rows.iter().filter(|r| r.met.is_some()).count();
+        let (met, goals) = self.goals_met();
         let _ = writeln!(out, "\n{met} of {goals} goals met.");
         out
     }
+
+    /// How many rows met their goal, and how many were held against one.
+    pub fn goals_met(&self) -> (usize, usize) {
+        let met = self
+            .rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Met)
+            .count();
+        let goals = self.rows.iter().filter(|r| r.verdict.is_goal()).count();
+        (met, goals)
+    }
 }
 
-fn met_str(m: Option<bool>) -> &'static str {
-    match m {
-        Some(true) => "met",
-        Some(false) => "**not met**",
-        None => "",
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_keep_alive_count_is_reported_as_not_met() {
+        let mut r = Report::default();
+        r.row(
+            "keep-alives",
+            "0",
+            "",
+            "",
+            "1008 to 1512",
+            Verdict::within(0.0, 1008.0, 1512.0),
+        );
+        r.row(
+            "memory",
+            "500 B",
+            "",
+            "",
+            "report",
+            Verdict::reported(500.0),
+        );
+        let md = r.markdown("header");
+        assert!(
+            md.contains("| keep-alives | 0 |  |  | 1008 to 1512 | **not met** |"),
+            "{md}"
+        );
+        assert!(md.contains("0 of 1 goals met."), "{md}");
+        assert_eq!(r.goals_met(), (0, 1));
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
-use autocluster::{MemberEntry, Status, StatusReport};
+use autocluster::{Health, MemberEntry, Status, StatusReport};
 
 use crate::cli::StatusArgs;
 use crate::client::Agent;
@@ -83,6 +83,21 @@ fn members_table(members: &[MemberEntry]) -> String {
     out
 }
 
+/// How fresh the view is, in words: "syncing" until this node has read a first snapshot and
+/// sees itself in its view; "stale" while the backend is not read live; "failed" once the
+/// engine stopped on its own.
+fn freshness(h: &Health) -> &'static str {
+    if h.failed.is_some() {
+        "failed (the last view, no longer followed)"
+    } else if !h.synced || (!h.in_view && !h.stale) {
+        "syncing"
+    } else if h.stale {
+        "stale (the last known view)"
+    } else {
+        "fresh"
+    }
+}
+
 fn health(status: &StatusReport) -> String {
     let h = &status.health;
     let yes_no = |v: bool| if v { "yes" } else { "no" };
@@ -94,18 +109,17 @@ fn health(status: &StatusReport) -> String {
     );
     let _ = writeln!(out, "backend:     {}", h.backend);
     let mut registered = yes_no(h.registered).to_string();
-    if let Some(i) = h.incarnation.filter(|i| *i != 0) {
-        let _ = write!(registered, " (incarnation {i:x})");
+    if let Some(i) = h.incarnation.filter(|i| i.0 != 0) {
+        let _ = write!(registered, " (incarnation {i})");
     }
     let _ = writeln!(out, "registered:  {registered}");
-    let freshness = if h.stale {
-        "stale (the last known view)"
-    } else {
-        "fresh"
-    };
-    let synced = if h.synced { "" } else { ", not synced yet" };
     let revision = status.revision.0;
-    let _ = writeln!(out, "view:        {freshness}, revision {revision}{synced}");
+    let _ = writeln!(out, "view:        {}, revision {revision}", freshness(h));
+    let ready = match h.not_ready_because() {
+        None => "yes".to_string(),
+        Some(why) => format!("no ({why})"),
+    };
+    let _ = writeln!(out, "ready:       {ready}");
     let last_ok = h.last_success.map_or("never".into(), utc);
     let _ = writeln!(out, "last success: {last_ok}");
     match &h.last_error {
@@ -219,6 +233,38 @@ mod tests {
         let again: StatusReport = serde_json::from_value(body.clone()).unwrap();
         assert_eq!(serde_json::to_value(again).unwrap(), body);
         assert_eq!(body["members"][0]["incarnation"], "ff");
-        assert_eq!(body["health"]["incarnation"], 255);
+        assert_eq!(
+            body["health"]["incarnation"], "ff",
+            "hex, as every incarnation"
+        );
+    }
+
+    #[test]
+    fn syncing_until_the_node_sees_itself_and_ready_says_why_not() {
+        // Right after start: registered, a first snapshot read, not yet in its own view.
+        let mut r = report(false);
+        r.health.in_view = false;
+        let text = render(&r);
+        assert!(
+            text.contains("view:        syncing, revision 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ready:       no (syncing: this node does not see itself in its view yet)"
+            ),
+            "{text}"
+        );
+        r.health.in_view = true;
+        assert!(render(&r).contains("ready:       yes\n"));
+        r.health.synced = false;
+        assert!(render(&r).contains("view:        syncing, revision 7"));
+        r.health.failed = Some("the engine's view task panicked: boom".into());
+        let text = render(&r);
+        assert!(text.contains("view:        failed"), "{text}");
+        assert!(
+            text.contains("ready:       no (failed: the engine's view task panicked: boom)"),
+            "{text}"
+        );
     }
 }

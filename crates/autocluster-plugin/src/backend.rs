@@ -70,11 +70,18 @@ pub struct Capabilities {
     /// Whether the backend lists candidates only, so the engine must probe each one to know
     /// whether it runs (static seeds, DNS).
     pub candidates_only: bool,
+    /// The largest metadata (as JSON) a registration may carry; larger is refused when it is
+    /// set, never written.
+    pub max_metadata_bytes: usize,
 }
+
+/// The metadata a registration carries by default at most: 64 KiB as JSON, what every
+/// reader accepts.
+pub const DEFAULT_MAX_METADATA_BYTES: usize = 64 * 1024;
 
 impl Default for Capabilities {
     /// Pushed changes, no registration, a TTL of 60 s renewed every 20 s, no lock, members
-    /// that run while listed.
+    /// that run while listed, metadata up to [`DEFAULT_MAX_METADATA_BYTES`].
     fn default() -> Self {
         Capabilities {
             view: ViewMode::Push,
@@ -83,6 +90,7 @@ impl Default for Capabilities {
             keep_alive_every: Duration::from_secs(20),
             lock: false,
             candidates_only: false,
+            max_metadata_bytes: DEFAULT_MAX_METADATA_BYTES,
         }
     }
 }
@@ -137,6 +145,12 @@ impl Capabilities {
     /// [`Discovery::lock`] is supported.
     pub fn with_lock(mut self) -> Self {
         self.lock = true;
+        self
+    }
+
+    /// The largest metadata a registration may carry, in bytes of JSON.
+    pub fn with_max_metadata_bytes(mut self, max: usize) -> Self {
+        self.max_metadata_bytes = max;
         self
     }
 

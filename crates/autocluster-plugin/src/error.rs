@@ -30,6 +30,10 @@ pub enum ErrorKind {
     InvalidData,
     /// A lock was not acquired in time.
     LockTimeout,
+    /// Another process claims this node's name (a copied configuration, a second agent):
+    /// the registration is contested. Retryable: the clash ends when the other one leaves or
+    /// stops, and this node keeps its registration alive meanwhile.
+    Conflict,
     /// Anything else.
     Other,
 }
@@ -47,6 +51,7 @@ impl ErrorKind {
                 | ErrorKind::Unauthenticated
                 | ErrorKind::PermissionDenied
                 | ErrorKind::LockTimeout
+                | ErrorKind::Conflict
                 | ErrorKind::Other
         )
     }
@@ -65,8 +70,53 @@ impl ErrorKind {
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::InvalidData => "invalid_data",
             ErrorKind::LockTimeout => "lock_timeout",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::Other => "other",
         }
+    }
+}
+
+/// Every kind, for reading one back from its name.
+const ALL: [ErrorKind; 13] = [
+    ErrorKind::Conflict,
+    ErrorKind::Config,
+    ErrorKind::Unavailable,
+    ErrorKind::Timeout,
+    ErrorKind::Unauthenticated,
+    ErrorKind::PermissionDenied,
+    ErrorKind::Tls,
+    ErrorKind::LeaseLost,
+    ErrorKind::Compacted,
+    ErrorKind::Unsupported,
+    ErrorKind::InvalidData,
+    ErrorKind::LockTimeout,
+    ErrorKind::Other,
+];
+
+impl std::str::FromStr for ErrorKind {
+    type Err = std::convert::Infallible;
+
+    /// The kind named as [`ErrorKind::as_str`] names it; a name this version does not know
+    /// is [`ErrorKind::Other`].
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .unwrap_or(ErrorKind::Other))
+    }
+}
+
+/// In JSON, the kind's name (`"lease_lost"`).
+impl serde::Serialize for ErrorKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(name.parse().unwrap_or(ErrorKind::Other))
     }
 }
 
@@ -231,6 +281,37 @@ impl std::error::Error for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_reads_back_from_its_name() {
+        // A kind added later stops this match compiling until it has a place in `ALL`.
+        let position = |k: ErrorKind| match k {
+            ErrorKind::Conflict => 0,
+            ErrorKind::Config => 1,
+            ErrorKind::Unavailable => 2,
+            ErrorKind::Timeout => 3,
+            ErrorKind::Unauthenticated => 4,
+            ErrorKind::PermissionDenied => 5,
+            ErrorKind::Tls => 6,
+            ErrorKind::LeaseLost => 7,
+            ErrorKind::Compacted => 8,
+            ErrorKind::Unsupported => 9,
+            ErrorKind::InvalidData => 10,
+            ErrorKind::LockTimeout => 11,
+            ErrorKind::Other => 12,
+        };
+        assert_eq!(ALL.len(), position(ErrorKind::Other) + 1);
+        for (i, k) in ALL.into_iter().enumerate() {
+            assert_eq!(position(k), i);
+            assert_eq!(k.as_str().parse::<ErrorKind>().unwrap(), k);
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(serde_json::from_str::<ErrorKind>(&json).unwrap(), k);
+        }
+        assert_eq!(
+            "from_a_later_version".parse::<ErrorKind>().unwrap(),
+            ErrorKind::Other
+        );
+    }
 
     #[test]
     fn display_carries_context() {

@@ -19,7 +19,7 @@ mod settings;
 pub use async_trait::async_trait;
 pub use backend::{
     BackendContext, Capabilities, Discovery, Lease, LockToken, Registration, Registrations,
-    ViewMode,
+    ViewMode, DEFAULT_MAX_METADATA_BYTES,
 };
 pub use error::{Context, Error, ErrorKind, Result};
 pub use member::{Change, Incarnation, Member, Metadata, Revision, Snapshot, WatchBatch};

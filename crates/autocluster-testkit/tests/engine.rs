@@ -155,7 +155,10 @@ async fn an_outage_longer_than_the_ttl_keeps_the_view_and_retries_with_backoff()
     assert!(view.stale, "stale while the backend is down");
     assert_eq!(view.running_nodes().len(), 2, "last view kept");
     let h = a.cluster.health();
-    assert_eq!(h.last_error_kind, Some("unavailable"));
+    assert_eq!(
+        h.last_error_kind,
+        Some(autocluster_plugin::ErrorKind::Unavailable)
+    );
     // Backoff: doubling from 50 ms to 500 ms, a node makes far fewer calls in 45 s than a
     // fixed 50 ms retry would (900 per loop), but keeps trying.
     let failures = h.consecutive_failures;

@@ -146,7 +146,7 @@ async fn three_member_etcd_leader_loss_then_quorum_loss_then_recovery() {
             n.cluster.node(),
             ms(lost.elapsed()),
             h.consecutive_failures,
-            h.last_error_kind.unwrap_or("-"),
+            h.last_error_kind.map_or("-", |k| k.as_str()),
             h.last_error.clone().unwrap_or_default()
         );
         assert!(

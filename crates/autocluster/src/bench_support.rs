@@ -1,6 +1,6 @@
 //! **Unstable: for autocluster's own benchmarks only.** Nothing here is part of the API: it
 //! may change or vanish in any release, semver does not cover it, and applications must not
-//! use it.
+//! use it. It is compiled only with the `bench-support` feature, which the benchmarks enable.
 //!
 //! It exposes two engine internals that the benchmarks (`crates/autocluster/benches/` and
 //! `crates/autocluster-bench`) drive without a whole node:

@@ -71,6 +71,7 @@ impl Cluster {
         config.backoff_max = settings.backoff_max;
         config.grace = settings.grace;
         config.probe_interval = settings.probe_interval;
+        crate::engine::check_metadata(&config.registration, &backend)?;
         let mut extra: Vec<(&'static str, BoxFuture<'static, ()>)> = Vec::new();
         let mut listener_stats = None;
         if backend.capabilities().candidates_only {
@@ -165,12 +166,13 @@ impl Cluster {
     }
 
     /// Waits until the node is registered and its view is fresh, at most `timeout`; returns
-    /// whether it got there.
+    /// whether it got there. Returns false at once when the engine has failed (the backend
+    /// refused this node for good, or a task died): [`Health::failed`] says why.
     pub async fn ready(&self, timeout: Duration) -> bool {
         let mut rx = self.shared.health.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|h| h.is_ready()))
+        tokio::time::timeout(timeout, rx.wait_for(|h| h.is_ready() || h.failed.is_some()))
             .await
-            .is_ok_and(|r| r.is_ok())
+            .is_ok_and(|r| r.is_ok_and(|h| h.is_ready()))
     }
 
     /// The oldest running member (lowest creation revision): the natural node to join.

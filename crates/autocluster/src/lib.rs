@@ -20,6 +20,7 @@
 //! `static`, `dns` and `mcast`.
 #![deny(missing_docs)]
 
+#[cfg(feature = "bench-support")]
 #[doc(hidden)]
 pub mod bench_support;
 mod cluster;
@@ -35,5 +36,5 @@ pub use autocluster_plugin::{Error, ErrorKind, Member, Metadata, NodeName};
 pub use cluster::{Cluster, ClusterLock};
 pub use config::{ConfigError, Settings};
 pub use engine::EngineConfig;
-pub use report::{HealthReport, StatusReport};
+pub use report::StatusReport;
 pub use view::{Event, EventKind, Health, LeftReason, MemberEntry, Status, View};

@@ -1,12 +1,10 @@
 //! The status of a node as one typed report: what the agent's `GET /status` answers and what
 //! `autocluster status` reads back, so that both sides share one type and one status line.
 
-use std::time::SystemTime;
-
 use autocluster_plugin::{NodeName, Revision};
 use serde::{Deserialize, Serialize};
 
-use crate::view::{emqx_status_line, opt_ms, Health, MemberEntry};
+use crate::view::{emqx_status_line, Health, MemberEntry};
 use crate::Cluster;
 
 /// A node's view and health at one moment, in the JSON form of the agent's `/status`:
@@ -27,7 +25,7 @@ pub struct StatusReport {
     /// Every member, ordered by node name.
     pub members: Vec<MemberEntry>,
     /// The engine's health.
-    pub health: HealthReport,
+    pub health: Health,
     /// The backend revision the view reflects.
     pub revision: Revision,
     /// True while the view is the last known one rather than a live one.
@@ -45,7 +43,7 @@ impl StatusReport {
             running_nodes: view.running_nodes(),
             stopped_nodes: view.stopped_nodes(),
             members: view.members().cloned().collect(),
-            health: cluster.health().into(),
+            health: cluster.health(),
             revision: view.revision,
             stale: view.stale,
         }
@@ -58,63 +56,12 @@ impl StatusReport {
     }
 }
 
-/// [`Health`] as a report carries it: the same fields and JSON, with owned strings, so that
-/// it can be read back.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthReport {
-    /// The backend's name.
-    pub backend: String,
-    /// Whether this node's registration is in place.
-    pub registered: bool,
-    /// The incarnation of the current registration.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incarnation: Option<u64>,
-    /// Whether the view is the last known one rather than a live one.
-    pub stale: bool,
-    /// Whether a first snapshot was read.
-    pub synced: bool,
-    /// Whether this node sees its own registration in its view.
-    pub in_view: bool,
-    /// When a backend call last succeeded.
-    #[serde(default, with = "opt_ms", skip_serializing_if = "Option::is_none")]
-    pub last_success: Option<SystemTime>,
-    /// The last error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// The kind of the last error (`unavailable`, `tls`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error_kind: Option<String>,
-    /// When the last error happened.
-    #[serde(default, with = "opt_ms", skip_serializing_if = "Option::is_none")]
-    pub last_error_at: Option<SystemTime>,
-    /// Backend calls that failed in a row.
-    pub consecutive_failures: u64,
-}
-
-impl From<Health> for HealthReport {
-    fn from(h: Health) -> HealthReport {
-        HealthReport {
-            backend: h.backend.to_string(),
-            registered: h.registered,
-            incarnation: h.incarnation,
-            stale: h.stale,
-            synced: h.synced,
-            in_view: h.in_view,
-            last_success: h.last_success,
-            last_error: h.last_error,
-            last_error_kind: h.last_error_kind.map(str::to_string),
-            last_error_at: h.last_error_at,
-            consecutive_failures: h.consecutive_failures,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::view::Status;
-    use autocluster_plugin::Member;
-    use std::time::Duration;
+    use autocluster_plugin::{ErrorKind, Incarnation, Member};
+    use std::time::{Duration, SystemTime};
 
     fn node(name: &str) -> NodeName {
         name.parse().unwrap()
@@ -122,11 +69,11 @@ mod tests {
 
     fn health() -> Health {
         Health {
-            backend: "etcd",
+            backend: "etcd".into(),
             registered: true,
-            incarnation: Some(0xff),
+            incarnation: Some(Incarnation(0xff)),
             last_error: Some("etcd watch: down".into()),
-            last_error_kind: Some("unavailable"),
+            last_error_kind: Some(ErrorKind::Unavailable),
             last_error_at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(7)),
             consecutive_failures: 2,
             ..Health::default()
@@ -147,7 +94,7 @@ mod tests {
             running_nodes: vec![node("a@h")],
             stopped_nodes: vec![node("b@h")],
             members: vec![entry("a@h", Status::Running), entry("b@h", Status::Stopped)],
-            health: health().into(),
+            health: health(),
             revision: Revision(7),
             stale: false,
         }
@@ -158,6 +105,8 @@ mod tests {
         let report = report();
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["health"], serde_json::to_value(health()).unwrap());
+        assert_eq!(json["health"]["incarnation"], "ff", "a hex string");
+        assert_eq!(json["health"]["last_error_kind"], "unavailable");
         assert_eq!(json["members"][0]["since"], 1_732_483_023_500u64);
         assert_eq!(json["members"][1]["status"], "stopped");
         assert_eq!(json["running_nodes"], serde_json::json!(["a@h"]));

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use autocluster_plugin::{Member, NodeName, Revision};
+use autocluster_plugin::{ErrorKind, Incarnation, Member, NodeName, Revision};
 use serde::{Deserialize, Serialize};
 
 /// Whether a member runs.
@@ -213,17 +213,18 @@ impl Event {
     }
 }
 
-/// The engine's health, for readiness probes and `status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// The engine's health, for readiness probes and `status`. Its JSON form is what the
+/// agent's `/health/ready` answers, and it reads back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Health {
     /// The backend's name.
-    pub backend: &'static str,
+    pub backend: String,
     /// Whether this node's registration is in place (always true for backends without one).
     pub registered: bool,
-    /// The incarnation of the current registration.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub incarnation: Option<u64>,
+    /// The incarnation of the current registration (a hex string in JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<Incarnation>,
     /// Whether the view is the last known one rather than a live one.
     pub stale: bool,
     /// Whether a first snapshot was read.
@@ -232,22 +233,23 @@ pub struct Health {
     /// without registration).
     pub in_view: bool,
     /// When a backend call last succeeded.
-    #[serde(with = "opt_ms", skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "opt_ms", skip_serializing_if = "Option::is_none")]
     pub last_success: Option<SystemTime>,
     /// The last error, with when it happened.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// The kind of the last error (`unavailable`, `tls`, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error_kind: Option<&'static str>,
+    /// The kind of the last error (`"unavailable"`, `"tls"`, ... in JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_kind: Option<ErrorKind>,
     /// When the last error happened.
-    #[serde(with = "opt_ms", skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "opt_ms", skip_serializing_if = "Option::is_none")]
     pub last_error_at: Option<SystemTime>,
     /// Backend calls that failed in a row, across registration and view.
     pub consecutive_failures: u64,
-    /// Why the engine stopped on its own (a task panicked or ended): the node has left, its
-    /// view no longer changes, and it is never ready again.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why the engine stopped on its own (the backend refused this node for good, or a task
+    /// panicked or ended): the node has left, its view no longer changes, and it is never
+    /// ready again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
 }
 
@@ -255,7 +257,26 @@ impl Health {
     /// Ready: registered, seen in its own view, synced, the view is fresh, and the engine
     /// has not failed.
     pub fn is_ready(&self) -> bool {
-        self.registered && self.in_view && self.synced && !self.stale && self.failed.is_none()
+        self.not_ready_because().is_none()
+    }
+
+    /// Why the node is not ready, in words, or `None` when it is.
+    pub fn not_ready_because(&self) -> Option<String> {
+        if let Some(why) = &self.failed {
+            return Some(format!("failed: {why}"));
+        }
+        let why = if !self.registered {
+            "not registered"
+        } else if !self.synced {
+            "syncing: no snapshot read yet"
+        } else if self.stale {
+            "stale: the backend is not being read live"
+        } else if !self.in_view {
+            "syncing: this node does not see itself in its view yet"
+        } else {
+            return None;
+        };
+        Some(why.to_string())
     }
 }
 

@@ -139,6 +139,9 @@ impl EtcdConfig {
             _ => return Err(s.error("api", "expected v3 or v2")),
         };
 
+        if !https {
+            refuse_tls_files(s)?;
+        }
         let ca = read_pem(s, "ssl.cacertfile", Pem::Certs)?;
         let cert = read_pem(s, "ssl.certfile", Pem::Certs)?;
         let key = read_pem(s, "ssl.keyfile", Pem::Key)?;
@@ -158,20 +161,10 @@ impl EtcdConfig {
             }
             (None, None) => None,
         };
-        let tls = if https {
-            Some(TlsConfig {
-                ca_pem: ca,
-                identity,
-            })
-        } else {
-            if ca.is_some() || identity.is_some() {
-                return Err(s.error(
-                    "server",
-                    "expected https:// URLs: cluster.etcd.ssl.* is set, and TLS is never dropped silently",
-                ));
-            }
-            None
-        };
+        let tls = https.then_some(TlsConfig {
+            ca_pem: ca,
+            identity,
+        });
 
         let username = s.str("username").map(str::to_string);
         let password = s.str("password").map(str::to_string);
@@ -220,6 +213,34 @@ impl EtcdConfig {
     pub fn endpoints(&self) -> String {
         self.servers.join(",")
     }
+}
+
+/// `http://` servers with TLS files set: refused (TLS is never dropped silently), before the
+/// files are read, with both fixes.
+fn refuse_tls_files(s: &Section) -> Result<()> {
+    let set: Vec<String> = ["ssl.cacertfile", "ssl.certfile", "ssl.keyfile"]
+        .into_iter()
+        .filter_map(|k| {
+            let origin = &s.get(k)?.origin;
+            s.str(k)?;
+            Some(format!("{} ({origin})", s.full_key(k)))
+        })
+        .collect();
+    if set.is_empty() {
+        return Ok(());
+    }
+    Err(s.error(
+        "server",
+        format!(
+            "the servers are plain http:// but {} set, and TLS is never dropped silently: \
+             to connect with TLS, write the servers as https:// URLs; to connect without it, \
+             remove the cluster.etcd.ssl.* lines",
+            match set.len() {
+                1 => format!("{} is", set[0]),
+                _ => format!("{} are", set.join(", ")),
+            }
+        ),
+    ))
 }
 
 fn parse_servers(s: &Section) -> Result<Vec<String>> {
@@ -370,10 +391,18 @@ mod tests {
             ),
             (
                 vec![
-                    ("server", "http://a"),
+                    ("server", "https://a"),
                     ("ssl.cacertfile", "/nonexistent/ca.pem"),
                 ],
                 "cluster.etcd.ssl.cacertfile",
+            ),
+            // the scheme is checked first: TLS files with http:// are refused as such
+            (
+                vec![
+                    ("server", "http://a"),
+                    ("ssl.cacertfile", "/nonexistent/ca.pem"),
+                ],
+                "cluster.etcd.server",
             ),
             (
                 vec![("server", "http://a"), ("username", "u")],

@@ -195,3 +195,79 @@ async fn v2_over_tls_with_client_certificates() {
     assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
     assert!(e.to_string().contains("trusted CA"), "{e}");
 }
+
+/// EMQX 4.x's etcd block as its `etc/emqx.conf` documents it, the lines uncommented, loaded
+/// verbatim: `http://` servers and the `ssl.*` files.
+fn emqx4_etcd_block(server: &str, ssl: &[(&str, String)]) -> String {
+    let mut conf = format!(
+        "node.name = emqx@127.0.0.1\n\
+         cluster.name = emqxcl\n\
+         cluster.discovery = etcd\n\
+         ## Etcd server list, seperated by ','.\n\
+         ##\n\
+         ## Value: String\n\
+         cluster.etcd.server = {server}\n\
+         ## The prefix helps build nodes path in etcd. Each node in the cluster\n\
+         ## will create a path in etcd: v2/keys/<prefix>/<cluster.name>/<node.name>\n\
+         cluster.etcd.prefix = emqxcl\n\
+         ## The TTL for node's path in etcd.\n\
+         cluster.etcd.node_ttl = 1m\n"
+    );
+    for (key, path) in ssl {
+        conf.push_str(&format!(
+            "## Value: File\ncluster.etcd.ssl.{key} = {path}\n"
+        ));
+    }
+    conf
+}
+
+/// Builds the backend from `conf` as the agent does: loaded, then its `cluster.etcd` section.
+fn build_from_conf(conf: &str) -> autocluster_plugin::Result<()> {
+    use autocluster::config::{FileFormat, Settings};
+    let settings = Settings::from_str(conf, FileFormat::Conf, "emqx.conf").unwrap();
+    autocluster_etcd::build(&settings.backend_context()).map(|_| ())
+}
+
+#[test]
+fn emqx4_block_with_http_and_ssl_files_is_refused_with_the_fix() {
+    let certs = TestCerts::generate().unwrap();
+    let files = vec![
+        ("keyfile", p(&certs.client_key)),
+        ("certfile", p(&certs.client_cert)),
+        ("cacertfile", p(&certs.ca_cert)),
+    ];
+    // as shipped (the files exist), and with EMQX's relative paths that do not exist here:
+    // either way the scheme is what is wrong, and the message says both ways out
+    let missing = vec![
+        ("keyfile", "etc/certs/client-key.pem".to_string()),
+        ("certfile", "etc/certs/client.pem".to_string()),
+        ("cacertfile", "etc/certs/ca.pem".to_string()),
+    ];
+    for ssl in [&files, &missing, &files[2..].to_vec()] {
+        let conf = emqx4_etcd_block("http://127.0.0.1:2379", ssl);
+        let e = build_from_conf(&conf).unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(e.kind(), ErrorKind::Config, "{msg}");
+        assert_eq!(e.context().key.as_deref(), Some("cluster.etcd.server"));
+        assert!(
+            msg.starts_with("emqx.conf:7: cluster.etcd.server = http://127.0.0.1:2379: "),
+            "{msg}"
+        );
+        for fix in [
+            "TLS is never dropped silently",
+            "https://",
+            "remove the cluster.etcd.ssl.* lines",
+        ] {
+            assert!(msg.contains(fix), "no {fix:?} in: {msg}");
+        }
+        for (key, _) in ssl.iter() {
+            assert!(
+                msg.contains(&format!("cluster.etcd.ssl.{key} (emqx.conf:")),
+                "{msg}"
+            );
+        }
+    }
+    // each fix works
+    build_from_conf(&emqx4_etcd_block("https://127.0.0.1:2379", &files)).unwrap();
+    build_from_conf(&emqx4_etcd_block("http://127.0.0.1:2379", &[])).unwrap();
+}

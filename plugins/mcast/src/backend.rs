@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use autocluster_plugin::{
     async_trait, BackendContext, BoxStream, Capabilities, Discovery, Error, ErrorKind, Lease,
@@ -143,11 +143,13 @@ impl Discovery for McastDiscovery {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::observe().with_registration(
-            Registrations::Heartbeat,
-            self.core.cfg.member_ttl,
-            self.core.cfg.heartbeat,
-        )
+        Capabilities::observe()
+            .with_registration(
+                Registrations::Heartbeat,
+                self.core.cfg.member_ttl,
+                self.core.cfg.heartbeat,
+            )
+            .with_max_metadata_bytes(MAX_META)
     }
 
     /// Announces this node at once; peers answer with their own announces.
@@ -168,7 +170,8 @@ impl Discovery for McastDiscovery {
         })
     }
 
-    /// Sends one heartbeat.
+    /// Sends one heartbeat. Fails with `Conflict` (after sending it: this node stays a
+    /// member) while another live process uses this node's name.
     async fn keep_alive(&self, lease: &Lease) -> Result<Duration> {
         self.check_lease(lease, "keep_alive")?;
         let core = &self.core;
@@ -176,6 +179,17 @@ impl Discovery for McastDiscovery {
             return Err(core.error(ErrorKind::LeaseLost, "keep_alive", "not registered"));
         };
         self.send(Kind::Heartbeat, Some(meta), "keep_alive").await?;
+        if let Some(other) = core.clash(Instant::now()) {
+            return Err(core.error(
+                ErrorKind::Conflict,
+                "keep_alive",
+                format!(
+                    "another live process uses the node name {} (incarnation {other:x}, this \
+                     one {:x}): give each node its own node.name",
+                    core.node, core.incarnation
+                ),
+            ));
+        }
         Ok(core.member_ttl())
     }
 

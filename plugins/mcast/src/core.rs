@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use autocluster_plugin::{Change, Error, ErrorKind, Metadata, NodeName, Result};
 use tokio::net::UdpSocket;
@@ -36,6 +36,8 @@ pub(crate) struct Core {
     pub observations_lost: AtomicU64,
     /// Sends one at a time, so sequence numbers leave in order.
     send_lock: tokio::sync::Mutex<()>,
+    /// Another process under this node's name: its incarnation, live until the instant.
+    clash: Mutex<Option<(u64, Instant)>>,
 }
 
 struct Net {
@@ -71,7 +73,39 @@ impl Core {
             observer: Mutex::new(None),
             observations_lost: AtomicU64::new(0),
             send_lock: tokio::sync::Mutex::new(()),
+            clash: Mutex::new(None),
         }
+    }
+
+    /// When this process started, ms since the Unix epoch (the top of its incarnation).
+    pub fn started_ms(&self) -> u64 {
+        self.incarnation >> 16
+    }
+
+    /// Another process under this node's name, incarnation `other`, was heard: it counts as
+    /// live until `until`. True when this starts a clash (or another impostor's).
+    pub fn set_clash(&self, other: u64, until: Instant) -> bool {
+        let mut clash = lock(&self.clash);
+        let new = clash.is_none_or(|(o, u)| o != other || u <= Instant::now());
+        if new || clash.is_some_and(|(_, u)| u < until) {
+            *clash = Some((other, until));
+        }
+        new
+    }
+
+    /// The process of incarnation `other` under this node's name left.
+    pub fn end_clash(&self, other: u64) {
+        let mut clash = lock(&self.clash);
+        if clash.is_some_and(|(o, _)| o == other) {
+            *clash = None;
+        }
+    }
+
+    /// The incarnation of another live process under this node's name, if one is heard.
+    pub fn clash(&self, now: Instant) -> Option<u64> {
+        lock(&self.clash)
+            .filter(|(_, until)| *until > now)
+            .map(|(o, _)| o)
     }
 
     pub fn error(&self, kind: ErrorKind, op: &'static str, msg: impl Into<String>) -> Error {

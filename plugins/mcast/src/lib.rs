@@ -7,7 +7,12 @@
 //! - `observe` passes on a `Change::Put` with the sender's TTL for every accepted announce,
 //!   reply or heartbeat, and a `Change::Delete` of that incarnation for every accepted leave;
 //!   the engine's member table applies them and expires members that stop sending. The
-//!   backend keeps no member table of its own: only what replay protection needs.
+//!   backend keeps no member table of its own: only what replay protection needs, and which
+//!   incarnation of each node it passes on (`peers.rs` has the rules, restarts and name
+//!   clashes included).
+//! - Another live process under this node's name makes `keep_alive` fail with a retryable
+//!   `Conflict` error (after its heartbeat went out), so the node is not ready until it is
+//!   over.
 //! - Every packet carries an HMAC-SHA256 tag keyed from `node.cookie`, a per-process
 //!   incarnation and a sequence number: packets of another cookie or cluster, altered,
 //!   replayed or malformed ones are dropped and counted ([`McastDiscovery::drops`]).

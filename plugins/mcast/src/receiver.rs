@@ -9,7 +9,7 @@ use autocluster_plugin::{Change, Incarnation, Member, Revision};
 use tokio::net::UdpSocket;
 
 use crate::core::{unix_ms, Core};
-use crate::packet::{decode, Kind, MAX_DATAGRAM};
+use crate::packet::{decode, Kind, Packet, MAX_DATAGRAM};
 use crate::peers::{Peers, Verdict, MAX_CLOCK_SKEW};
 use crate::stats::Reason;
 
@@ -27,6 +27,7 @@ struct Receiver {
     reply_at: Option<Instant>,
     last_prune: Instant,
     warn_clash: RateLimit,
+    warn_peer_clash: RateLimit,
     warn_stale: RateLimit,
 }
 
@@ -38,6 +39,7 @@ pub(crate) async fn run(core: Arc<Core>, sock: UdpSocket) {
         reply_at: None,
         last_prune: Instant::now(),
         warn_clash: RateLimit::new(WARN_EVERY),
+        warn_peer_clash: RateLimit::new(WARN_EVERY),
         warn_stale: RateLimit::new(WARN_EVERY),
     };
     // One byte more than the largest packet, to tell a datagram that was cut short.
@@ -93,16 +95,8 @@ impl Receiver {
             tracing::debug!(%from, %cluster, "mcast: dropped a packet of another cluster");
             return false;
         }
-        if p.node == core.node {
-            if p.incarnation != core.incarnation {
-                if let Some(held_back) = self.warn_clash.allow_at(now) {
-                    tracing::warn!(
-                        %from, node = %p.node, held_back,
-                        "mcast: another process announces this node's name; its packets are ignored"
-                    );
-                }
-            }
-            return false;
+        if p.node == core.node && p.incarnation == core.incarnation {
+            return false; // our own, looped back
         }
         let skew = unix_ms().abs_diff(p.timestamp_ms);
         if u128::from(skew) > MAX_CLOCK_SKEW.as_millis() {
@@ -115,9 +109,27 @@ impl Receiver {
             }
             return false;
         }
+        if p.node == core.node {
+            self.own_name(&p, from, now);
+            return false;
+        }
         match self.peers.check(&p, now) {
             Verdict::Accept => {}
-            Verdict::AlreadyLeft => return false,
+            Verdict::Aside | Verdict::AlreadyLeft => return false,
+            Verdict::Clash { other, pass } => {
+                if pass || self.warn_peer_clash.allow_at(now).is_some() {
+                    tracing::error!(
+                        %from, node = %p.node,
+                        incarnations = format_args!("{:x} and {other:x}", p.incarnation),
+                        "mcast: two live processes use the node name {}: passing on the one started first ({:x}); give each node its own node.name",
+                        p.node, p.incarnation.min(other)
+                    );
+                }
+                if !pass {
+                    core.stats.count(Reason::NameClash);
+                    return false;
+                }
+            }
             Verdict::Replayed => {
                 core.stats.count(Reason::Replayed);
                 tracing::debug!(%from, node = %p.node, seq = p.seq, "mcast: dropped a replayed packet");
@@ -145,6 +157,39 @@ impl Receiver {
             ),
         });
         announce
+    }
+
+    /// A fresh packet of another process under this node's own name: a clash while it is
+    /// live (`keep_alive` reports it), counted, logged as an error (at most once a minute per
+    /// clash); over when it leaves or goes quiet.
+    fn own_name(&mut self, p: &Packet, from: SocketAddr, now: Instant) {
+        let core = &self.core;
+        // A packet of an earlier life of this node (late, or replayed) is no clash.
+        let verdict = if p.timestamp_ms < core.started_ms() {
+            Verdict::Replayed
+        } else {
+            self.peers.check(p, now)
+        };
+        match verdict {
+            Verdict::Replayed => return core.stats.count(Reason::Replayed),
+            Verdict::Full => return core.stats.count(Reason::TableFull),
+            _ => core.stats.count(Reason::NameClash),
+        }
+        let other = format_args!("{:x}", p.incarnation);
+        if p.kind == Kind::Leave {
+            if core.clash(now) == Some(p.incarnation) {
+                tracing::warn!(%from, node = %p.node, other = %other, "mcast: the other process using this node's name left");
+            }
+            core.end_clash(p.incarnation);
+            return;
+        }
+        let new = core.set_clash(p.incarnation, now + p.member_ttl);
+        if self.warn_clash.allow_at(now).is_some() || new {
+            tracing::error!(
+                %from, node = %p.node, other = %other, ours = format_args!("{:x}", core.incarnation),
+                "mcast: another live process uses this node's name; this node is not ready until it leaves or stops: give each node its own node.name"
+            );
+        }
     }
 
     /// Answers an announce now, or schedules one answer at the end of the rate limit.

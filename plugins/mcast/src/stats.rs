@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crate::packet::DecodeError;
 
 /// How many datagrams were dropped, by reason; their sum is `invalid_entries()`. Our own
-/// packets, looped back, are ignored and not counted.
+/// packets, looped back, are ignored and not counted; those of another process using our
+/// node name are (`name_clash`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DropCounts {
     /// Longer than the largest packet.
@@ -16,12 +17,16 @@ pub struct DropCounts {
     pub bad_mac: u64,
     /// Authentic, but for another `cluster.name`.
     pub other_cluster: u64,
-    /// Already seen (sequence number not above the last), or from an older incarnation.
+    /// Already seen (sequence number not above the last), from an incarnation forgotten for
+    /// room, or under our own name from before this process started.
     pub replayed: u64,
     /// Timestamped too far from our clock.
     pub stale: u64,
     /// From a new node while the replay table was full.
     pub table_full: u64,
+    /// From a process that uses a node name another live process uses: heard under this
+    /// node's own name, or, at a peer, the packets of the one not passed on.
+    pub name_clash: u64,
 }
 
 impl DropCounts {
@@ -34,6 +39,7 @@ impl DropCounts {
             + self.replayed
             + self.stale
             + self.table_full
+            + self.name_clash
     }
 }
 
@@ -45,6 +51,7 @@ pub(crate) enum Reason {
     Replayed,
     Stale,
     TableFull,
+    NameClash,
 }
 
 #[derive(Default)]
@@ -56,6 +63,7 @@ pub(crate) struct Stats {
     replayed: AtomicU64,
     stale: AtomicU64,
     table_full: AtomicU64,
+    name_clash: AtomicU64,
 }
 
 impl Stats {
@@ -68,6 +76,7 @@ impl Stats {
             Reason::Replayed => &self.replayed,
             Reason::Stale => &self.stale,
             Reason::TableFull => &self.table_full,
+            Reason::NameClash => &self.name_clash,
         };
         c.fetch_add(1, Relaxed);
     }
@@ -81,6 +90,7 @@ impl Stats {
             replayed: self.replayed.load(Relaxed),
             stale: self.stale.load(Relaxed),
             table_full: self.table_full.load(Relaxed),
+            name_clash: self.name_clash.load(Relaxed),
         }
     }
 }

@@ -13,7 +13,7 @@ use common::eventually;
 /// Nodes on loopback multicast, each test with its own group and port.
 struct McastTarget {
     group: &'static str,
-    port: &'static str,
+    port: u16,
 }
 
 #[autocluster_plugin::async_trait]
@@ -25,11 +25,11 @@ impl Target for McastTarget {
     async fn backend(&self, node: &NodeName) -> Arc<dyn Discovery> {
         let mut section = Section::new("cluster.mcast");
         for (k, v) in [
-            ("addr", self.group),
-            ("ports", self.port),
-            ("iface", "127.0.0.1"),
-            ("heartbeat", "200ms"),
-            ("member_ttl", "1s"),
+            ("addr", self.group.to_string()),
+            ("ports", common::port(self.port).to_string()),
+            ("iface", "127.0.0.1".into()),
+            ("heartbeat", "200ms".into()),
+            ("member_ttl", "1s".into()),
         ] {
             section.set(k, v, Origin::Program);
         }
@@ -48,7 +48,7 @@ impl Target for McastTarget {
 async fn behaviour_suite() {
     let target = McastTarget {
         group: "239.192.77.41",
-        port: "47141",
+        port: 47141,
     };
     suite::run(&target).await;
 }
@@ -57,7 +57,7 @@ async fn behaviour_suite() {
 async fn through_the_engine_nodes_join_leave_and_expire() {
     let target = McastTarget {
         group: "239.192.77.43",
-        port: "47143",
+        port: 47143,
     };
     let p = Duration::from_secs(30);
     let names = ["e-a@127.0.0.21", "e-b@127.0.0.22", "e-c@127.0.0.23"];

@@ -279,12 +279,12 @@ pub async fn etcd_node_names(endpoint: &str) -> BTreeSet<String> {
 }
 
 /// The incarnation `observer` has for `node`.
-pub fn incarnation_in(observer: &Node, node: &str) -> Option<u64> {
+pub fn incarnation_in(observer: &Node, node: &str) -> Option<autocluster_plugin::Incarnation> {
     observer
         .cluster
         .view()
         .get(&name(node))
-        .map(|e| e.member.incarnation.0)
+        .map(|e| e.member.incarnation)
 }
 
 pub fn ms(d: Duration) -> String {

@@ -93,6 +93,27 @@ impl EngineConfig {
     }
 }
 
+/// Checks that `registration`'s metadata fits what `backend` carries.
+pub(crate) fn check_metadata(
+    registration: &Registration,
+    backend: &Arc<dyn Discovery>,
+) -> autocluster_plugin::Result<()> {
+    let max = backend.capabilities().max_metadata_bytes;
+    let len = serde_json::to_vec(&registration.meta).map_or(usize::MAX, |v| v.len());
+    if len > max {
+        return Err(autocluster_plugin::Error::new(
+            autocluster_plugin::ErrorKind::Config,
+            format!(
+                "the metadata of {} is {len} bytes as JSON; the {} backend carries at most {max}",
+                registration.node,
+                backend.name()
+            ),
+        )
+        .with_backend(backend.name()));
+    }
+    Ok(())
+}
+
 /// A running engine: its shared state, and the supervisor that owns its tasks.
 pub(crate) struct Engine {
     pub shared: Arc<Shared>,

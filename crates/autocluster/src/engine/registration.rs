@@ -21,6 +21,10 @@ enum Ended {
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut backoff = Backoff::new(shared.config.backoff_min, shared.config.backoff_max);
+    if let Err(e) = super::check_metadata(&shared.config.registration, &shared.backend) {
+        shared.fail(format!("this node cannot register: {e}"));
+        return;
+    }
     loop {
         let Some(lease) = register(&shared, &mut backoff).await else {
             return;
@@ -44,6 +48,10 @@ async fn register(shared: &Shared, backoff: &mut Backoff) -> Option<Lease> {
         };
         match attempt {
             Ok(lease) => break lease,
+            Err(e) if !e.is_retryable() => {
+                shared.fail(format!("this node cannot register: {e}"));
+                return None;
+            }
             Err(_) => {
                 shared.set_registration_ok(false);
                 tokio::select! {
@@ -66,20 +74,30 @@ async fn register(shared: &Shared, backoff: &mut Backoff) -> Option<Lease> {
 }
 
 /// Renews `lease` every `keep_alive_every` and writes the registration again when the view
-/// task says it is missing, until the lease is lost or the engine stops.
+/// task says it is missing (under its own backoff: a registration that is written and then
+/// read back as missing must not become a write loop), until the lease is lost, the backend
+/// refuses for good, or the engine stops.
 async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> Ended {
     let backend = &shared.backend;
     let reg = &shared.config.registration;
     let every = backend.capabilities().keep_alive_every;
     let mut last_renewal = Instant::now();
     let mut next = last_renewal + every;
+    let mut rewrites = Rewrites::new(shared);
     loop {
         tokio::select! {
             _ = sleep_until(next) => {}
-            _ = shared.own_key_missing.notified() => {
+            _ = shared.own_key_missing.notified(), if rewrites.due.is_none() => {
+                rewrites.schedule();
+                continue;
+            }
+            _ = sleep_until(rewrites.due.unwrap_or(next)), if rewrites.due.is_some() => {
                 tracing::warn!(node = %reg.node, "this node's registration was deleted; writing it again");
-                match shared.call("refresh", backend.refresh(reg, &lease)).await {
+                let result = shared.call("refresh", backend.refresh(reg, &lease)).await;
+                rewrites.done();
+                match result {
                     Err(e) if e.kind() == ErrorKind::LeaseLost => return Ended::Lost,
+                    Err(e) if !e.is_retryable() => return refused(shared, &lease, e).await,
                     // Done, or try again when the view notices again.
                     _ => continue,
                 }
@@ -94,6 +112,7 @@ async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> End
                 shared.stats.renewals.fetch_add(1, Ordering::Relaxed);
                 last_renewal = Instant::now();
                 backoff.reset();
+                rewrites.quiet_since(last_renewal - every);
                 shared.set_registration_ok(true);
                 next = last_renewal + every;
             }
@@ -106,11 +125,20 @@ async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> End
                     tracing::warn!(node = %reg.node, lease = format_args!("{:x}", lease.id), "lease lost; registering again");
                     return Ended::Lost;
                 }
+                if !e.is_retryable() {
+                    return refused(shared, &lease, e).await;
+                }
                 // Keep renewing the same lease until the backend answers: a server that was
                 // down itself kept it (etcd extends leases on restart), and one that expired
                 // it says so (LeaseLost). Registering anew on a timer would give peers a
                 // false leave-and-join.
                 shared.set_registration_ok(false);
+                if e.kind() == ErrorKind::Conflict {
+                    // The keep-alive went out; another process claims this node's name (the
+                    // backend logs it). Keep the cadence: not ready until it is over.
+                    next = Instant::now() + every;
+                    continue;
+                }
                 if last_renewal.elapsed() >= lease.ttl {
                     tracing::warn!(
                         node = %reg.node,
@@ -124,6 +152,55 @@ async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> End
     }
 }
 
+/// The backend refused the registration for good: the engine fails (not ready, with the
+/// reason) and this node leaves.
+async fn refused(shared: &Shared, lease: &Lease, e: autocluster_plugin::Error) -> Ended {
+    shared.fail(format!("the backend refuses this node's registration: {e}"));
+    deregister(shared, lease).await;
+    Ended::Stopped
+}
+
+/// When the registration may be written again: at once the first time, then with backoff
+/// while the rewrites keep coming.
+struct Rewrites {
+    backoff: Backoff,
+    /// When the pending rewrite is due.
+    due: Option<Instant>,
+    /// The earliest a next rewrite may happen.
+    earliest: Instant,
+    last: Option<Instant>,
+}
+
+impl Rewrites {
+    fn new(shared: &Shared) -> Self {
+        Rewrites {
+            backoff: Backoff::new(shared.config.backoff_min, shared.config.backoff_max),
+            due: None,
+            earliest: Instant::now(),
+            last: None,
+        }
+    }
+
+    fn schedule(&mut self) {
+        self.due = Some(self.earliest.max(Instant::now()));
+    }
+
+    fn done(&mut self) {
+        let now = Instant::now();
+        self.due = None;
+        self.last = Some(now);
+        self.earliest = now + self.backoff.next_delay();
+    }
+
+    /// No rewrite since `t`: the next one may happen at once again.
+    fn quiet_since(&mut self, t: Instant) {
+        if self.last.is_none_or(|last| last < t) {
+            self.backoff.reset();
+            self.earliest = Instant::now();
+        }
+    }
+}
+
 fn set_registered(shared: &Shared, lease: Option<Lease>) {
     let registered = lease.is_some();
     shared.lease.send_replace(lease);
@@ -132,7 +209,7 @@ fn set_registered(shared: &Shared, lease: Option<Lease>) {
     }
     shared.health.send_modify(|h| {
         h.registered = registered;
-        h.incarnation = lease.map(|l| l.id);
+        h.incarnation = lease.map(|l| autocluster_plugin::Incarnation(l.id));
     });
 }
 

@@ -40,7 +40,7 @@ impl Shared {
     pub(crate) fn new(backend: Arc<dyn Discovery>, config: EngineConfig) -> Arc<Shared> {
         let caps = backend.capabilities();
         let health = Health {
-            backend: backend.name(),
+            backend: backend.name().to_string(),
             registered: caps.registration == Registrations::None,
             stale: true,
             ..Health::default()
@@ -146,7 +146,7 @@ impl Shared {
         self.health.send_modify(|h| {
             h.consecutive_failures += 1;
             h.last_error = Some(text);
-            h.last_error_kind = Some(e.kind().as_str());
+            h.last_error_kind = Some(e.kind());
             h.last_error_at = Some(SystemTime::now());
         });
     }
@@ -190,7 +190,8 @@ impl Shared {
     /// The engine cannot go on: a task panicked or ended on its own. Readiness turns false
     /// with the reason, and the engine stops (deregistering).
     pub fn fail(&self, why: String) {
-        tracing::error!("{why}; this node leaves the cluster");
+        let shown = Escaped::new(&why).max(1024);
+        tracing::error!("{shown}; this node leaves the cluster");
         self.stats.task_failure();
         self.health.send_modify(|h| {
             if h.failed.is_none() {

@@ -128,6 +128,7 @@ impl ViewTask {
                 };
                 match result {
                     Ok(snapshot) => self.on_snapshot(snapshot),
+                    Err(e) if !e.is_retryable() => self.refused(e),
                     Err(_) => self.on_snapshot_error(),
                 }
             }
@@ -214,7 +215,9 @@ impl ViewTask {
         self.shared.record_error(operation, &e);
         self.stream = None;
         self.live = false;
-        if e.kind() == ErrorKind::Compacted {
+        if !e.is_retryable() {
+            self.refused(e);
+        } else if e.kind() == ErrorKind::Compacted {
             let shown = Escaped::new(&e).max(1024);
             tracing::warn!("watch history is gone ({shown}); resyncing from a snapshot");
             self.resync();
@@ -232,6 +235,15 @@ impl ViewTask {
         self.stream = None;
         self.live = false;
         self.reopen_later();
+    }
+
+    /// The backend refuses for good (a configuration it cannot serve): the engine fails,
+    /// not ready, with the reason, rather than retry forever.
+    fn refused(&mut self, e: Error) {
+        self.live = false;
+        self.next = None;
+        self.shared
+            .fail(format!("the backend refuses to give the view: {e}"));
     }
 
     fn stream_operation(&self) -> &'static str {

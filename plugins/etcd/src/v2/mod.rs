@@ -1,16 +1,18 @@
 //! The etcd v2 backend (`api = v2`): HTTP/JSON `/v2/keys/...`, the layout and TTL refresh
 //! EMQX 4.x uses, for etcd 3.4/3.5 started with `--enable-v2`.
 //!
-//! A registration is a key with a TTL (no lease): `createdIndex` is its incarnation, a
-//! keep-alive is `refresh=true&prevExist=true`, the watch is a `?wait=true&recursive=true`
+//! A registration is a key with a TTL (no lease): `createdIndex` is its incarnation (for
+//! EMQX 4.x's own keys, which it writes again to keep them alive, the `createdIndex` of the
+//! first write of a life: see `lives`), a keep-alive is `refresh=true&prevExist=true`, the watch is a `?wait=true&recursive=true`
 //! long poll from `waitIndex`, and the lock is `PUT .../lock?prevExist=false` with a TTL,
 //! refreshed with the node's keep-alives while held.
 //!
 //! `client` sends the requests (failover, errors), `wire` is what etcd answers,
 //! `registration` is the node's key, `snapshot` reads the nodes directory, `watch` follows
-//! it, `lock` is the cluster lock.
+//! it, `lives` tells which life of a node a key is, `lock` is the cluster lock.
 
 mod client;
+mod lives;
 mod lock;
 mod registration;
 mod snapshot;
@@ -43,6 +45,8 @@ struct Inner {
     layout: Layout,
     node: NodeName,
     garbage: Garbage,
+    /// The life each listed node is in.
+    lives: lives::Lives,
     /// Whether this node holds the v2 lock (its TTL is refreshed with the keep-alives).
     locked: AtomicBool,
 }
@@ -58,6 +62,7 @@ impl EtcdV2Backend {
                 layout,
                 node,
                 garbage: Garbage::default(),
+                lives: lives::Lives::default(),
                 locked: AtomicBool::new(false),
             }),
         })

@@ -1,10 +1,13 @@
 //! The v2 view read whole: the nodes directory, recursively, at a quorum read, and the
-//! check that turns one of its keys into a member.
+//! check that turns one of its keys into a member (of the life [`super::lives`] says).
 
-use autocluster_plugin::{Member, Result, Revision, Snapshot};
+use std::collections::HashSet;
+
+use autocluster_plugin::{Incarnation, Member, Result, Revision, Snapshot};
 use reqwest::Method;
 
 use super::client::Request;
+use super::lives::Write;
 use super::wire::{Node, KEY_NOT_FOUND, NODE_EXIST, NOT_A_FILE};
 use super::Inner;
 use crate::NAME;
@@ -24,7 +27,11 @@ impl Inner {
             (Some(n), None) => {
                 let mut members = Vec::new();
                 if n.dir {
-                    members.extend(n.nodes.iter().filter_map(|c| self.member_of(c)));
+                    members.extend(
+                        n.nodes
+                            .iter()
+                            .filter_map(|c| self.member_of(c, Seen::Listed)),
+                    );
                 } else {
                     self.garbage.skip(
                         NAME,
@@ -32,6 +39,8 @@ impl Inner {
                         "a key where the nodes directory belongs",
                     );
                 }
+                let listed: HashSet<_> = members.iter().map(|m| m.node.clone()).collect();
+                self.lives.keep_only(&listed);
                 Ok(Snapshot {
                     members,
                     revision: Revision(r.index),
@@ -45,10 +54,13 @@ impl Inner {
                     .call("snapshot", Request::new(Method::PUT, dir).form(&form))
                     .await?;
                 match c.code() {
-                    None | Some(NODE_EXIST) | Some(NOT_A_FILE) => Ok(Snapshot {
-                        members: Vec::new(),
-                        revision: Revision(c.index.max(r.index)),
-                    }),
+                    None | Some(NODE_EXIST) | Some(NOT_A_FILE) => {
+                        self.lives.keep_only(&HashSet::new());
+                        Ok(Snapshot {
+                            members: Vec::new(),
+                            revision: Revision(c.index.max(r.index)),
+                        })
+                    }
                     _ => Err(c.unexpected("snapshot", dir)),
                 }
             }
@@ -56,9 +68,9 @@ impl Inner {
         }
     }
 
-    /// The member a key under the nodes directory stands for; anything else is counted as
-    /// garbage and skipped.
-    pub(super) fn member_of(&self, n: &Node) -> Option<Member> {
+    /// The member a key under the nodes directory stands for, in the life it continues or
+    /// begins; anything else is counted as garbage and skipped.
+    pub(super) fn member_of(&self, n: &Node, seen: Seen<'_>) -> Option<Member> {
         let key = n.key.as_deref().unwrap_or("");
         if n.dir {
             self.garbage
@@ -72,11 +84,33 @@ impl Inner {
             n.created_index,
             n.created_index as i64,
         ) {
-            Ok(m) => Some(m),
+            Ok(mut m) => {
+                let w = Write::of(n);
+                let life = match seen {
+                    Seen::Listed => self.lives.listed(&m.node, w),
+                    Seen::Written { prev } => self.lives.written(&m.node, w, prev.map(Write::of)),
+                };
+                // A life is as old as its first write: the oldest member stays the oldest.
+                m.incarnation = Incarnation(life);
+                m.created = Revision(life);
+                Some(m)
+            }
             Err(why) => {
                 self.garbage.skip(NAME, key.as_bytes(), &why);
                 None
             }
         }
     }
+}
+
+/// How a key came to be read.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Seen<'a> {
+    /// Listed by a snapshot.
+    Listed,
+    /// Written, as the watch tells; `prev` is the key it replaced, if one lived.
+    Written {
+        /// etcd's `prevNode`.
+        prev: Option<&'a Node>,
+    },
 }

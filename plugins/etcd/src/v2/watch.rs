@@ -7,6 +7,7 @@ use autocluster_plugin::{BoxStream, Change, ErrorKind, Incarnation, Result, Revi
 use reqwest::Method;
 
 use super::client::{error, Request};
+use super::snapshot::Seen;
 use super::wire::etcd_index;
 use super::Inner;
 
@@ -108,11 +109,13 @@ impl Inner {
         let key = node.key.as_deref().unwrap_or("");
         match action {
             "set" | "create" | "update" | "compareAndSwap" => {
-                if let Some(m) = self.member_of(node) {
+                let prev = r.body.prev_node.as_ref();
+                if let Some(m) = self.member_of(node, Seen::Written { prev }) {
                     changes.push(Change::Put(m));
                 } else if let Ok(n) = self.layout.node_of(key.as_bytes()) {
                     // A node's key overwritten with garbage registers that node no more, as
                     // a snapshot would say.
+                    self.lives.ended(&n, None);
                     changes.push(Change::Delete {
                         node: n,
                         incarnation: None,
@@ -131,11 +134,8 @@ impl Inner {
                     .with_key(dir));
                 }
                 if let Ok(n) = self.layout.node_of(key.as_bytes()) {
-                    let incarnation = r
-                        .body
-                        .prev_node
-                        .as_ref()
-                        .map(|p| Incarnation(p.created_index));
+                    let prev = r.body.prev_node.as_ref().map(|p| p.created_index);
+                    let incarnation = self.lives.ended(&n, prev).map(Incarnation);
                     changes.push(Change::Delete {
                         node: n,
                         incarnation,

@@ -26,12 +26,21 @@ pub struct Net {
 }
 
 impl Net {
+    /// Group `239.192.77.<last>` on `port` moved by this run's offset (see [`port`]).
     pub fn new(last: u8, port: u16) -> Self {
         Net {
             group: Ipv4Addr::new(239, 192, 77, last),
-            port,
+            port: self::port(port),
         }
     }
+}
+
+/// `base` moved by an offset drawn once per test process (a multiple of 100 below 4,000):
+/// two test runs at once on one machine (two checkouts) then meet on different ports
+/// rather than hearing each other's nodes, which carry the same names and cookies.
+pub fn port(base: u16) -> u16 {
+    static OFFSET: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    base + *OFFSET.get_or_init(|| 100 * (rand::random::<u16>() % 40))
 }
 
 pub struct Node<'a> {
