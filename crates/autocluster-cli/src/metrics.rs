@@ -127,6 +127,15 @@ fn engine_counters(m: &mut Metrics, cluster: &Cluster) {
         &[],
         cluster.invalid_entries(),
     );
+
+    if let Some(listener) = cluster.probe_listener() {
+        let name = "autocluster_probe_connections_total";
+        let help = "Connections to the peer listener (node.listen) since start, by outcome";
+        m.family(name, "counter", help);
+        for (outcome, n) in listener.all() {
+            m.sample(name, &[("outcome", outcome.as_str())], n);
+        }
+    }
 }
 
 /// Gauges of the health and of the view's freshness.

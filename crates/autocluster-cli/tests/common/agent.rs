@@ -228,6 +228,16 @@ impl Agent {
         serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
     }
 
+    /// CPU time it used so far (user and system), from `/proc` (Linux; `None` elsewhere).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.proc.0.id())).ok()?;
+        // The fields after the command's closing parenthesis: utime and stime are the 12th
+        // and 13th, in clock ticks (USER_HZ, 100 a second).
+        let mut rest = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+        let (utime, stime): (u64, u64) = (rest.next()?.parse().ok()?, rest.next()?.parse().ok()?);
+        Some(Duration::from_millis((utime + stime) * 10))
+    }
+
     /// Sends `sig` (`-TERM`, `-STOP`, `-CONT`).
     pub fn signal(&self, sig: &str) {
         self.proc.signal(sig);

@@ -1,7 +1,8 @@
 //! Helpers shared by the CLI's integration tests: the binary and its configuration files
 //! ([`mod.rs`](self)), bounded waits ([`wait`]), plain HTTP to the admin endpoint ([`http`]),
 //! child processes killed on drop ([`process`]), a running agent ([`agent`]), a follower of
-//! its events ([`events`]), and etcd agents and in-process observers ([`etcd`]).
+//! its events ([`events`]), etcd agents and in-process observers ([`etcd`]), and hostile
+//! clients of its peer listener ([`flood`]).
 //!
 //! Each test file uses part of this, so what one of them leaves unused is not dead code.
 #![allow(dead_code, unused_imports)]
@@ -9,6 +10,7 @@
 pub mod agent;
 pub mod etcd;
 pub mod events;
+pub mod flood;
 pub mod http;
 pub mod process;
 pub mod wait;
@@ -70,6 +72,30 @@ pub fn free_addr() -> SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
+}
+
+/// One TCP port that is free on every one of `hosts`, as a real port number shared by hosts.
+pub fn free_port_on(hosts: &[&str]) -> u16 {
+    for _ in 0..50 {
+        let first = TcpListener::bind((hosts[0], 0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        if hosts[1..]
+            .iter()
+            .all(|h| TcpListener::bind((*h, port)).is_ok())
+        {
+            return port;
+        }
+    }
+    panic!("no port free on all of {hosts:?}");
+}
+
+/// A cookie no other test run shares.
+pub fn cookie(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{what}-{}-{nanos}", std::process::id())
 }
 
 /// Writes `body` to `<dir>/<name>`.
