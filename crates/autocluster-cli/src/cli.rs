@@ -26,14 +26,16 @@ pub enum Command {
     Check(CheckArgs),
     /// Run a node: register it, keep the membership view, serve the admin endpoint.
     ///
-    /// Runs until SIGINT or SIGTERM, then leaves the cluster (peers see it go at once) and
-    /// exits 0. A backend that is down is retried, not fatal. Exits 2 on a configuration
-    /// error, 1 when the admin endpoint cannot listen.
+    /// Runs until SIGHUP, SIGINT, SIGTERM or SIGQUIT, then leaves the cluster (peers see it
+    /// go at once) and exits 0. A backend that is down is retried, not fatal. Exits 2 on a
+    /// configuration error, 1 when the admin endpoint cannot listen, 3 when it stopped on its
+    /// own after a failure (an engine task that panicked, say), having left the cluster.
     Agent(AgentArgs),
     /// Print the cluster status as a running agent sees it.
     ///
     /// First EMQX's one-line form, `Cluster status: [{running_nodes,[...]}]`, then a table
-    /// of the members and the health of the agent's backend. Exits 1 if no agent answers.
+    /// of the members, the health of the agent's backend, and the agent's warnings (a
+    /// `warning:` line each). Exits 1 if no agent answers.
     Status(StatusArgs),
     /// Print the members as one JSON object per line, or follow the membership events.
     Members(MembersArgs),

@@ -2,7 +2,8 @@
 //! and `check` are what an operator runs next to it.
 //!
 //! Exit codes: 0 success, 1 a runtime failure (no agent answers, the admin port is taken),
-//! 2 a configuration error.
+//! 2 a configuration error, 3 the agent stopped on its own after a failure (it left the
+//! cluster first).
 
 mod admin;
 mod agent;
@@ -12,8 +13,11 @@ mod client;
 mod completions;
 mod demo;
 mod hooks;
+mod limits;
+mod logging;
 mod members;
 mod metrics;
+mod signals;
 mod status;
 
 use std::process::ExitCode;
@@ -25,6 +29,8 @@ use crate::cli::{Cli, Command};
 
 /// How long tasks still running at the end may take to stop.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long the agent's last log lines may take to be written (stderr may be a full pipe).
+const LOG_FLUSH_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Why a command failed, and the exit code that says so.
 #[derive(Debug)]
@@ -81,7 +87,10 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("cannot start the tokio runtime: {e}");
+            logging::last_words(
+                &format!("cannot start the tokio runtime: {e}"),
+                Duration::ZERO,
+            );
             return ExitCode::from(1);
         }
     };
@@ -98,10 +107,14 @@ fn main() -> ExitCode {
     });
     // Work still pending (a backend's connection attempt) must not delay the exit.
     runtime.shutdown_timeout(SHUTDOWN_TIMEOUT);
+    // A closed stderr must not turn the last words into a panic (`eprintln!` would).
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            logging::flush(LOG_FLUSH_TIMEOUT);
+            ExitCode::SUCCESS
+        }
         Err(f) => {
-            eprintln!("{}", f.message.trim_end());
+            logging::last_words(&f.message, LOG_FLUSH_TIMEOUT);
             ExitCode::from(f.code)
         }
     }

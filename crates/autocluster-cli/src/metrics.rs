@@ -1,16 +1,29 @@
-//! `GET /metrics`: the engine's counters in the Prometheus text format, written by hand.
-//! Every name starts with `autocluster_`.
+//! `GET /metrics`: the engine's counters and the agent's own (its log, its admin endpoint, its
+//! hooks) in the Prometheus text format, written by hand. Every name starts with
+//! `autocluster_`.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use autocluster::{Cluster, Status};
 
-/// The metrics of `cluster` now.
-pub fn render(cluster: &Cluster, cluster_name: &str) -> String {
+use crate::admin::server::ServerStats;
+use crate::hooks::HookStats;
+
+/// The agent's own counters.
+#[derive(Debug, Default, Clone)]
+pub struct AgentMetrics {
+    /// The admin endpoint's connections.
+    pub admin: Arc<ServerStats>,
+    /// The hooks.
+    pub hooks: Arc<HookStats>,
+}
+
+/// The metrics of `cluster` and of the agent now.
+pub fn render(cluster: &Cluster, cluster_name: &str, agent: &AgentMetrics) -> String {
     let view = cluster.view();
-    let health = cluster.health();
     let stats = cluster.stats();
     let mut m = Metrics::default();
 
@@ -54,6 +67,15 @@ pub fn render(cluster: &Cluster, cluster_name: &str) -> String {
         m.sample("autocluster_events_total", &[("kind", kind)], n);
     }
 
+    engine_counters(&mut m, cluster);
+    health_gauges(&mut m, &view, &cluster.health());
+    agent_metrics(&mut m, agent);
+    m.out
+}
+
+/// The engine's counters: backend calls, registrations, resyncs, failures.
+fn engine_counters(m: &mut Metrics, cluster: &Cluster) {
+    let stats = cluster.stats();
     m.family(
         "autocluster_backend_calls_total",
         "counter",
@@ -85,6 +107,11 @@ pub fn render(cluster: &Cluster, cluster_name: &str) -> String {
             "Full resyncs after a gap or a compaction",
             &stats.resyncs,
         ),
+        (
+            "autocluster_task_failures_total",
+            "Engine tasks that panicked or ended on their own (the node then leaves)",
+            &stats.task_failures,
+        ),
     ] {
         m.family(name, "counter", help);
         m.sample(name, &[], counter.load(Ordering::Relaxed));
@@ -101,6 +128,18 @@ pub fn render(cluster: &Cluster, cluster_name: &str) -> String {
         cluster.invalid_entries(),
     );
 
+    if let Some(listener) = cluster.probe_listener() {
+        let name = "autocluster_probe_connections_total";
+        let help = "Connections to the peer listener (node.listen) since start, by outcome";
+        m.family(name, "counter", help);
+        for (outcome, n) in listener.all() {
+            m.sample(name, &[("outcome", outcome.as_str())], n);
+        }
+    }
+}
+
+/// Gauges of the health and of the view's freshness.
+fn health_gauges(m: &mut Metrics, view: &autocluster::View, health: &autocluster::Health) {
     m.family(
         "autocluster_last_success_timestamp_seconds",
         "gauge",
@@ -137,8 +176,103 @@ pub fn render(cluster: &Cluster, cluster_name: &str) -> String {
         "1 when this node is registered and its view is fresh",
     );
     m.sample("autocluster_ready", &[], u8::from(health.is_ready()));
+}
 
-    m.out
+/// The agent's own metrics: its log, its admin endpoint, its hooks.
+fn agent_metrics(m: &mut Metrics, agent: &AgentMetrics) {
+    let (full, write) = crate::logging::dropped();
+    m.family(
+        "autocluster_log_lines_dropped_total",
+        "counter",
+        "Log lines not written: the queue to stderr was full (queue_full), or the write failed (write_error)",
+    );
+    for (reason, n) in [("queue_full", full), ("write_error", write)] {
+        m.sample(
+            "autocluster_log_lines_dropped_total",
+            &[("reason", reason)],
+            n,
+        );
+    }
+
+    let admin = &agent.admin;
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    m.gauge(
+        "autocluster_admin_connections",
+        "Admin connections open",
+        load(&admin.open),
+    );
+    m.gauge(
+        "autocluster_admin_connections_max",
+        "Admin connections allowed at once (from the open-file limit)",
+        load(&admin.max),
+    );
+    m.counter(
+        "autocluster_admin_connections_accepted_total",
+        "Admin connections accepted",
+        load(&admin.accepted),
+    );
+    m.family(
+        "autocluster_admin_connections_closed_total",
+        "counter",
+        "Admin connections closed by the agent: to make room (evicted), or for a request head or a write that did not come in time (timeout)",
+    );
+    for (reason, c) in [("evicted", &admin.evicted), ("timeout", &admin.timed_out)] {
+        let labels = [("reason", reason)];
+        m.sample(
+            "autocluster_admin_connections_closed_total",
+            &labels,
+            load(c),
+        );
+    }
+    m.counter(
+        "autocluster_admin_accept_errors_total",
+        "Accepts on the admin endpoint that failed (out of descriptors, say)",
+        load(&admin.accept_errors),
+    );
+    hook_metrics(m, &agent.hooks);
+}
+
+fn hook_metrics(m: &mut Metrics, hooks: &HookStats) {
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    m.family(
+        "autocluster_hook_runs_total",
+        "counter",
+        "--on-change handler runs, by outcome",
+    );
+    for (outcome, c) in [
+        ("ok", &hooks.runs_ok),
+        ("failed", &hooks.runs_failed),
+        ("timed_out", &hooks.runs_timed_out),
+        ("killed_at_stop", &hooks.killed_at_stop),
+    ] {
+        m.sample(
+            "autocluster_hook_runs_total",
+            &[("outcome", outcome)],
+            load(c),
+        );
+    }
+    m.counter(
+        "autocluster_hook_spawn_retries_total",
+        "--on-change handler starts retried after a shortage of descriptors, processes or memory",
+        load(&hooks.spawn_retries),
+    );
+    m.family(
+        "autocluster_hook_events_dropped_total",
+        "counter",
+        "Events whose --on-change handler never ran: the handlers fell behind (lagged), or the agent stopped first (stopped)",
+    );
+    for (reason, c) in [
+        ("lagged", &hooks.dropped_lagged),
+        ("stopped", &hooks.dropped_at_stop),
+    ] {
+        let labels = [("reason", reason)];
+        m.sample("autocluster_hook_events_dropped_total", &labels, load(c));
+    }
+    m.counter(
+        "autocluster_members_file_write_failures_total",
+        "Writes of --members-file that failed (each is retried until one succeeds)",
+        load(&hooks.members_file_failures),
+    );
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
@@ -157,6 +291,16 @@ impl Metrics {
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.family(name, "counter", help);
+        self.sample(name, &[], value);
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, value: u64) {
+        self.family(name, "gauge", help);
+        self.sample(name, &[], value);
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {

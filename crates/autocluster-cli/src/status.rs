@@ -1,11 +1,13 @@
 //! `autocluster status`: EMQX's one-line cluster status, a table of the members, and the
-//! health, from the agent's `GET /status` read as the library's [`StatusReport`].
+//! health, from the agent's `GET /status` read as the library's [`StatusReport`], and the
+//! agent's warnings.
 
 use std::fmt::Write;
 use std::time::SystemTime;
 
 use autocluster::{Health, MemberEntry, Status, StatusReport};
 
+use crate::admin::AgentStatus;
 use crate::cli::StatusArgs;
 use crate::client::Agent;
 use crate::{print_out, Failure};
@@ -13,7 +15,7 @@ use crate::{print_out, Failure};
 /// Asks the agent and prints its answer.
 pub async fn run(args: &StatusArgs) -> Result<(), Failure> {
     let agent = Agent::locate(&args.agent)?;
-    let status: StatusReport = agent.get_json("/status").await?;
+    let status: AgentStatus = agent.get_json("/status").await?;
     if args.json {
         let text = serde_json::to_string_pretty(&status).map_err(Failure::runtime)?;
         print_out(&(text + "\n"))
@@ -22,14 +24,22 @@ pub async fn run(args: &StatusArgs) -> Result<(), Failure> {
     }
 }
 
-/// The text form of a status report.
-pub fn render(status: &StatusReport) -> String {
+/// The text form of an agent's status: the report, then a `warning:` line for each of the
+/// agent's warnings.
+pub fn render(status: &AgentStatus) -> String {
+    let report = &status.report;
     let mut out = String::new();
-    let _ = writeln!(out, "{}", status.emqx_status_line());
+    let _ = writeln!(out, "{}", report.emqx_status_line());
     let _ = writeln!(out);
-    out.push_str(&members_table(&status.members));
+    out.push_str(&members_table(&report.members));
     let _ = writeln!(out);
-    out.push_str(&health(status));
+    out.push_str(&health(report));
+    if !status.warnings.is_empty() {
+        let _ = writeln!(out);
+        for warning in &status.warnings {
+            let _ = writeln!(out, "warning: {warning}");
+        }
+    }
     out
 }
 
@@ -173,7 +183,7 @@ mod tests {
     }
 
     /// A `/status` body as an agent sends it.
-    fn report(stale: bool) -> StatusReport {
+    fn report(stale: bool) -> AgentStatus {
         serde_json::from_value(json!({
             "node": "a@h", "backend": "etcd", "cluster": "emqxcl", "revision": 7, "stale": stale,
             "running_nodes": ["a@h"], "stopped_nodes": ["b@h"],
@@ -188,6 +198,7 @@ mod tests {
                        "stale": stale, "synced": true, "in_view": true,
                        "last_error": "etcd watch: down", "last_error_at": 1_732_483_023_500u64,
                        "consecutive_failures": 3},
+            "warnings": ["node.cookie is the public default"],
         }))
         .expect("a /status body")
     }
@@ -220,6 +231,10 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(
+            text.ends_with("\nwarning: node.cookie is the public default\n"),
+            "{text}"
+        );
         let text = render(&report(true));
         assert!(
             text.contains("view:        stale (the last known view), revision 7"),
@@ -230,20 +245,26 @@ mod tests {
     #[test]
     fn the_json_is_printed_as_the_agent_sent_it() {
         let body = serde_json::to_value(report(false)).unwrap();
-        let again: StatusReport = serde_json::from_value(body.clone()).unwrap();
+        let again: AgentStatus = serde_json::from_value(body.clone()).unwrap();
         assert_eq!(serde_json::to_value(again).unwrap(), body);
         assert_eq!(body["members"][0]["incarnation"], "ff");
         assert_eq!(
             body["health"]["incarnation"], "ff",
             "hex, as every incarnation"
         );
+        assert_eq!(body["warnings"][0], "node.cookie is the public default");
+        // An agent from before warnings: none.
+        let mut old = body;
+        old.as_object_mut().unwrap().remove("warnings");
+        let old: AgentStatus = serde_json::from_value(old).unwrap();
+        assert!(old.warnings.is_empty());
     }
 
     #[test]
     fn syncing_until_the_node_sees_itself_and_ready_says_why_not() {
         // Right after start: registered, a first snapshot read, not yet in its own view.
         let mut r = report(false);
-        r.health.in_view = false;
+        r.report.health.in_view = false;
         let text = render(&r);
         assert!(
             text.contains("view:        syncing, revision 7\n"),
@@ -255,11 +276,11 @@ mod tests {
             ),
             "{text}"
         );
-        r.health.in_view = true;
+        r.report.health.in_view = true;
         assert!(render(&r).contains("ready:       yes\n"));
-        r.health.synced = false;
+        r.report.health.synced = false;
         assert!(render(&r).contains("view:        syncing, revision 7"));
-        r.health.failed = Some("the engine's view task panicked: boom".into());
+        r.report.health.failed = Some("the engine's view task panicked: boom".into());
         let text = render(&r);
         assert!(text.contains("view:        failed"), "{text}");
         assert!(

@@ -15,10 +15,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use autocluster::plugin::Registration;
-use autocluster::{EngineConfig, EventKind, LeftReason, Metadata, NodeName, Settings};
+use autocluster::{EventKind, LeftReason, NodeName};
 use autocluster_testkit::fixtures::etcd::EtcdServer;
 use autocluster_testkit::suite::Node;
+use common::etcd::etcd_body;
 use common::{ms, node_conf, wait_within, Agent};
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -26,16 +26,7 @@ const NODE_TTL: Duration = Duration::from_secs(3);
 
 /// `autocluster agent` for `node` against `server`.
 fn start_agent(dir: &Path, node: &str, server: &str) -> Agent {
-    let body = format!(
-        "cluster.discovery = etcd\n\
-         cluster.etcd.server = {server}\n\
-         cluster.etcd.prefix = emqxcl\n\
-         cluster.etcd.node_ttl = {}s\n\
-         cluster.call_timeout = 2s\n\
-         cluster.backoff_min = 50ms\n\
-         cluster.backoff_max = 500ms\n",
-        NODE_TTL.as_secs()
-    );
+    let body = etcd_body(server, &format!("{}s", NODE_TTL.as_secs()));
     Agent::start(&node_conf(dir, &node.replace('@', "_"), node, &body))
 }
 
@@ -54,24 +45,7 @@ fn wait_ready(agent: &Agent, what: &str) {
 
 /// An in-process observer on `server`, recording every event.
 fn observer(node: &str, server: &str) -> Node {
-    let settings = Settings::from_pairs([
-        ("node.name", node),
-        ("cluster.discovery", "etcd"),
-        ("cluster.etcd.server", server),
-        ("cluster.etcd.prefix", "emqxcl"),
-        ("cluster.etcd.node_ttl", "3s"),
-    ])
-    .unwrap();
-    let backend = autocluster::dispatch::build_backend(&settings).unwrap();
-    let node = NodeName::parse(node).unwrap();
-    let mut config = EngineConfig::new(Registration {
-        node: node.clone(),
-        meta: Metadata::of(node),
-    });
-    config.call_timeout = Duration::from_secs(2);
-    config.backoff_min = Duration::from_millis(50);
-    config.backoff_max = Duration::from_millis(500);
-    Node::start_with(backend, config)
+    common::etcd::observer(node, server, "3s")
 }
 
 fn incarnation(observer: &Node, node: &str) -> Option<u64> {

@@ -15,36 +15,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use autocluster_testkit::fixtures::dnsmasq::{Dnsmasq, DnsmasqBuilder};
-use common::{node_conf, run, text, wait_for, Agent, Events};
+use common::{cookie, free_port_on, node_conf, run, text, wait_for, Agent, Events};
 use serde_json::Value;
 
 const N1: &str = "emqx@127.0.0.11";
 const N2: &str = "emqx@127.0.0.12";
 const N3: &str = "emqx@127.0.0.13";
-
-/// One TCP port that is free on every one of `hosts`, as a real port number shared by hosts.
-fn free_port_on(hosts: &[&str]) -> u16 {
-    for _ in 0..50 {
-        let first = TcpListener::bind((hosts[0], 0)).unwrap();
-        let port = first.local_addr().unwrap().port();
-        if hosts[1..]
-            .iter()
-            .all(|h| TcpListener::bind((*h, port)).is_ok())
-        {
-            return port;
-        }
-    }
-    panic!("no port free on all of {hosts:?}");
-}
-
-/// A cookie no other test run shares.
-fn cookie(what: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{what}-{}-{nanos}", std::process::id())
-}
 
 /// The running and the stopped nodes, as `/status` lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@
 
 mod backend;
 mod error;
+pub mod log;
 mod member;
 mod node;
 mod settings;

@@ -12,7 +12,9 @@ use tokio::sync::{broadcast, watch};
 
 use crate::config::Settings;
 use crate::engine::{Engine, EngineConfig, Prober, Shared, Stats};
-use crate::probe::{probe, probe_addr, Identity, PeerListener, ProbeOutcome, DEFAULT_PORT};
+use crate::probe::{
+    probe, probe_addr, Identity, ListenerStats, PeerListener, ProbeOutcome, DEFAULT_PORT,
+};
 use crate::view::{unix_ms, Event, Health, View};
 
 /// A running membership: this node registered through its backend, and a live view of the
@@ -32,6 +34,8 @@ use crate::view::{unix_ms, Event, Health, View};
 pub struct Cluster {
     engine: Engine,
     shared: Arc<Shared>,
+    /// The peer listener's counters, when this node runs one.
+    listener: Option<Arc<ListenerStats>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -69,13 +73,17 @@ impl Cluster {
         config.probe_interval = settings.probe_interval;
         crate::engine::check_metadata(&config.registration, &backend)?;
         let mut extra: Vec<(&'static str, BoxFuture<'static, ()>)> = Vec::new();
+        let mut listener_stats = None;
         if backend.capabilities().candidates_only {
             let (listener, prober) = peer_listener_and_prober(settings).await?;
             config.registration.meta.addrs = vec![listener.local_addr().to_string()];
+            listener_stats = Some(listener.stats());
             extra.push(("probe listener", Box::pin(listener.run())));
             config.prober = Some(prober);
         }
-        Ok(Cluster::assemble(backend, config, extra))
+        let mut cluster = Cluster::assemble(backend, config, extra);
+        cluster.listener = listener_stats;
+        Ok(cluster)
     }
 
     /// Runs the engine over a backend built by the program (your own `Discovery`, or one of
@@ -91,7 +99,11 @@ impl Cluster {
     ) -> Cluster {
         let engine = Engine::spawn(backend, config, extra);
         let shared = engine.shared.clone();
-        Cluster { engine, shared }
+        Cluster {
+            engine,
+            shared,
+            listener: None,
+        }
     }
 
     /// This node.
@@ -140,6 +152,12 @@ impl Cluster {
     /// Counters since start.
     pub fn stats(&self) -> &Stats {
         &self.shared.stats
+    }
+
+    /// The peer listener's counters (`node.listen`): how its connections ended, by
+    /// outcome. `None` unless the backend lists candidates only (static, DNS).
+    pub fn probe_listener(&self) -> Option<&ListenerStats> {
+        self.listener.as_deref()
     }
 
     /// Entries the backend skipped as invalid (garbage under the prefix, bad datagrams).

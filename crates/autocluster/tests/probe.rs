@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autocluster::plugin::{Member, Metadata, NodeName};
-use autocluster::probe::{probe, probe_addr, Identity, ListenerStats, PeerListener, ProbeOutcome};
+use autocluster::probe::{
+    probe, probe_addr, ConnectionOutcome, Identity, ListenerStats, PeerListener, ProbeOutcome,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -42,6 +44,14 @@ async fn serve_at(addr: SocketAddr, me: Identity, handshake: Duration) -> std::i
         stats,
         task: l.spawn(),
     })
+}
+
+/// emqx2@127.0.0.1 serving on a free loopback port, with `handshake` as its timeout.
+async fn serve_emqx2(handshake: Duration) -> Serving {
+    let me = id("emqx2@127.0.0.1", "emqxcl", "cookie");
+    serve_at((Ipv4Addr::LOCALHOST, 0).into(), me, handshake)
+        .await
+        .unwrap()
 }
 
 async fn serve(me: Identity) -> Serving {
@@ -124,13 +134,7 @@ async fn a_listener_that_cannot_prove_the_cookie_is_not_trusted() {
     let server = tokio::spawn(async move {
         let (mut s, _) = fake.accept().await.unwrap();
         read_raw_frame(&mut s).await;
-        let mut challenge = vec![1u8];
-        for field in ["emqxcl", "emqx2@127.0.0.1"] {
-            challenge.extend_from_slice(&(field.len() as u16).to_be_bytes());
-            challenge.extend_from_slice(field.as_bytes());
-        }
-        challenge.extend_from_slice(&[0x42; 32]);
-        write_raw_frame(&mut s, 2, &challenge).await;
+        write_raw_frame(&mut s, 2, &challenge("emqx2@127.0.0.1")).await;
         read_raw_frame(&mut s).await;
         write_raw_frame(&mut s, 4, &[0x17; 32]).await;
     });
@@ -191,13 +195,7 @@ async fn a_peer_speaking_another_protocol_is_a_protocol_error() {
 
 #[tokio::test]
 async fn garbage_and_slow_clients_do_not_hurt_the_listener() {
-    let l = serve_at(
-        (Ipv4Addr::LOCALHOST, 0).into(),
-        id("emqx2@127.0.0.1", "emqxcl", "cookie"),
-        Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
+    let l = serve_emqx2(Duration::from_secs(1)).await;
     let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
     let target = node("emqx2@127.0.0.1");
 
@@ -221,17 +219,10 @@ async fn garbage_and_slow_clients_do_not_hurt_the_listener() {
         let _ = s.write_all(bytes).await;
         let _ = s.shutdown().await;
         // The listener closes such a connection rather than keeping it.
-        let mut sink = vec![0u8; 8192];
-        let closed = tokio::time::timeout(WAIT, async {
-            loop {
-                match s.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => continue,
-                }
-            }
-        })
-        .await;
-        assert!(closed.is_ok(), "listener kept a garbage connection open");
+        assert!(
+            closed_within(&mut s, WAIT).await,
+            "listener kept a garbage connection open"
+        );
     }
     let mut s = TcpStream::connect(l.addr).await.unwrap();
     write_raw_frame(&mut s, 1, &future_hello).await;
@@ -375,6 +366,212 @@ async fn probe_addr_prefers_advertised_addresses_then_the_node_host() {
         probe_addr(&Member::bare(node("emqx@no-such-host.invalid")), 4370).await,
         None
     );
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_gets_one_second() {
+    // A long handshake timeout: only the deadline for the first message can close it.
+    let l = serve_emqx2(Duration::from_secs(60)).await;
+    let t0 = tokio::time::Instant::now();
+    let mut silent = TcpStream::connect(l.addr).await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5)).await,
+        "a silent connection was kept for 5 s"
+    );
+    let held = t0.elapsed();
+    assert!(held >= Duration::from_millis(900), "closed after {held:?}");
+    eventually("the silent connection counted", || l.stats.failed() == 1).await;
+}
+
+#[tokio::test]
+async fn the_listener_ends_its_connections_when_it_ends() {
+    let l = serve_emqx2(Duration::from_secs(60)).await;
+    // A prober that sends its HELLO and stops: a handshake in progress, for up to 60 s.
+    let mut stalled = TcpStream::connect(l.addr).await.unwrap();
+    write_raw_frame(
+        &mut stalled,
+        1,
+        &hello("emqx9@127.0.0.1", "emqx2@127.0.0.1"),
+    )
+    .await;
+    let (ty, _) = read_raw_frame(&mut stalled).await;
+    assert_eq!(ty, 2, "a CHALLENGE");
+    drop(l);
+    assert!(
+        closed_within(&mut stalled, Duration::from_secs(3)).await,
+        "the connection outlived its listener"
+    );
+}
+
+#[tokio::test]
+async fn silent_connections_from_one_address_make_room_for_each_other() {
+    let l = serve_emqx2(Duration::from_secs(60)).await;
+    let flood = Ipv4Addr::new(127, 0, 0, 77);
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(connect_from(flood, l.addr).await.unwrap());
+    }
+    // Twelve gave way to newer ones from the same address, well before the 1 s deadline.
+    let t0 = tokio::time::Instant::now();
+    for s in &mut held[..12] {
+        assert!(closed_within(s, Duration::from_secs(3)).await);
+    }
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let out = probe(&me, &node("emqx2@127.0.0.1"), l.addr, WAIT).await;
+    assert_eq!(out, ProbeOutcome::Running);
+    eventually("twelve evictions counted", || {
+        l.stats.get(ConnectionOutcome::Evicted) == 12
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_thousand_silent_connections_do_not_starve_real_probes() {
+    const FLOOD: Duration = Duration::from_secs(6);
+    // The default handshake timeout, as an agent runs it.
+    let l = serve_emqx2(Duration::from_secs(5)).await;
+    let stop = tokio::time::Instant::now() + FLOOD;
+    let flood = silent_flood(l.addr, 1000, 25, stop);
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let target = node("emqx2@127.0.0.1");
+    let (mut ok, mut failed) = (0, Vec::new());
+    while tokio::time::Instant::now() < stop {
+        match probe(&me, &target, l.addr, Duration::from_secs(2)).await {
+            ProbeOutcome::Running => ok += 1,
+            other => failed.push(other),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let opened = flood.await.unwrap();
+    eprintln!(
+        "1,000 silent connections for {FLOOD:?}: {opened} opened, {ok} probes answered, {} failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "probes failed: {failed:?}");
+    assert!(ok >= 20, "only {ok} probes in {FLOOD:?}");
+    assert!(
+        opened >= 1000 && l.stats.failed() >= 500,
+        "no flood: {opened} opened"
+    );
+}
+
+#[tokio::test]
+async fn what_a_peer_sends_is_shown_escaped() {
+    // A fake listener answering as a node whose name forges a log line.
+    let forged = "emqx2@127.0.0.1\n2099-01-01T00:00:00Z  INFO member joined\u{1b}[2K";
+    let fake = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = fake.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = fake.accept().await.unwrap();
+        read_raw_frame(&mut s).await;
+        write_raw_frame(&mut s, 2, &challenge(forged)).await;
+    });
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let out = probe(&me, &node("emqx2@127.0.0.1"), addr, WAIT).await;
+    assert_eq!(
+        out,
+        ProbeOutcome::WrongNode {
+            answered: forged.into()
+        }
+    );
+    let shown = out.to_string();
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    assert!(shown.contains(r"127.0.0.1\n2099-01-01"), "{shown}");
+    server.await.unwrap();
+
+    // And the listener refuses a prober whose name is not a node name, saying so escaped.
+    let l = serve(id("emqx2@127.0.0.1", "emqxcl", "cookie")).await;
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    write_raw_frame(&mut s, 1, &hello("x\ny@h", "emqx2@127.0.0.1")).await;
+    let (ty, refusal) = read_raw_frame(&mut s).await;
+    assert_eq!(ty, 5, "refused");
+    let detail = String::from_utf8_lossy(&refusal[3..]);
+    assert!(detail.contains(r"x\ny@h"), "{detail}");
+    eventually("counted as malformed", || {
+        l.stats.get(ConnectionOutcome::Malformed) == 1
+    })
+    .await;
+}
+
+/// A HELLO payload from `prober` for `target` in cluster `emqxcl`.
+fn hello(prober: &str, target: &str) -> Vec<u8> {
+    payload(b"ACPB\x01", &["emqxcl", prober, target], 7)
+}
+
+/// A CHALLENGE payload from `node` in cluster `emqxcl`, with a made-up nonce.
+fn challenge(node: &str) -> Vec<u8> {
+    payload(&[1], &["emqxcl", node], 0x42)
+}
+
+/// `head`, then each of `names` (a `u16` length and the bytes), then a nonce of `fill`.
+fn payload(head: &[u8], names: &[&str], fill: u8) -> Vec<u8> {
+    let mut p = head.to_vec();
+    for field in names {
+        p.extend_from_slice(&(field.len() as u16).to_be_bytes());
+        p.extend_from_slice(field.as_bytes());
+    }
+    p.extend_from_slice(&[fill; 32]);
+    p
+}
+
+/// Whether the peer closes `s` within `within` (reading and dropping what it sends).
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut sink = [0u8; 512];
+    tokio::time::timeout(within, async {
+        while let Ok(n) = s.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// A connection to `to` from the loopback address `from`, as from another host.
+async fn connect_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind((from, 0).into())?;
+    socket.connect(to).await
+}
+
+/// Keeps `n` connections that send nothing open to `to` until `stop`, from `sources`
+/// loopback addresses (127.0.1.1, ...): each one closed by the listener is opened again a
+/// second later. Returns how many were opened.
+fn silent_flood(
+    to: SocketAddr,
+    n: usize,
+    sources: u8,
+    stop: tokio::time::Instant,
+) -> JoinHandle<usize> {
+    tokio::spawn(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let from = Ipv4Addr::new(127, 0, 1, 1 + (i % sources as usize) as u8);
+            set.spawn(async move {
+                let mut opened = 0;
+                while tokio::time::Instant::now() < stop {
+                    if let Ok(mut s) = connect_from(from, to).await {
+                        opened += 1;
+                        let left = stop.saturating_duration_since(tokio::time::Instant::now());
+                        closed_within(&mut s, left).await;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                opened
+            });
+        }
+        let mut total = 0;
+        while let Some(opened) = set.join_next().await {
+            total += opened.unwrap_or(0);
+        }
+        total
+    })
 }
 
 async fn read_raw_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {

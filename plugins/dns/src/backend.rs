@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use autocluster_plugin::log::{Escaped, RateLimit};
 use autocluster_plugin::{
     async_trait, Capabilities, Discovery, Member, Metadata, NodeName, Result, Revision, Snapshot,
 };
@@ -19,6 +21,8 @@ pub struct DnsDiscovery {
     lookup: Lookup,
     polls: AtomicU64,
     invalid: AtomicU64,
+    /// At most one warning a minute about answers that are not node hosts.
+    warn_invalid: RateLimit,
 }
 
 impl DnsDiscovery {
@@ -31,6 +35,7 @@ impl DnsDiscovery {
             lookup,
             polls: AtomicU64::new(0),
             invalid: AtomicU64::new(0),
+            warn_invalid: RateLimit::new(Duration::from_secs(60)),
         })
     }
 
@@ -70,15 +75,15 @@ impl DnsDiscovery {
         // node -> addresses to probe it at (SRV only).
         let mut found: BTreeMap<NodeName, BTreeSet<String>> = BTreeMap::new();
         let mut invalid = 0u64;
-        let mut add = |host: String, addrs: Vec<String>| match NodeName::parse(&format!(
-            "{app}@{host}"
-        )) {
-            Ok(node) => found.entry(node).or_default().extend(addrs),
-            Err(e) => {
-                invalid += 1;
-                tracing::warn!(name = %self.config.name, %host, "dns: skipping an answer that is not a node host: {e}");
-            }
-        };
+        let mut first_invalid = None;
+        let mut add =
+            |host: String, addrs: Vec<String>| match NodeName::parse(&format!("{app}@{host}")) {
+                Ok(node) => found.entry(node).or_default().extend(addrs),
+                Err(e) => {
+                    invalid += 1;
+                    first_invalid.get_or_insert((host, e));
+                }
+            };
         match self.config.kind {
             RecordKind::A | RecordKind::Aaaa => {
                 for r in records {
@@ -114,8 +119,15 @@ impl DnsDiscovery {
                 }
             }
         }
-        if invalid > 0 {
+        if let Some((host, e)) = first_invalid {
             self.invalid.fetch_add(invalid, Ordering::Relaxed);
+            if let Some(held_back) = self.warn_invalid.allow() {
+                let (host, e) = (Escaped::new(&host), Escaped::new(&e));
+                tracing::warn!(
+                    name = %self.config.name, %host, skipped = invalid, held_back,
+                    "dns: skipping {invalid} answer(s) that are not node hosts, such as {host}: {e}"
+                );
+            }
         }
         found
             .into_iter()
@@ -166,7 +178,8 @@ impl Discovery for DnsDiscovery {
         let answer = match self.lookup.lookup().await {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(%name, %kind, %servers, error = %e, "dns: lookup failed; keeping the last candidates");
+                let error = Escaped::new(&e);
+                tracing::warn!(%name, %kind, %servers, %error, "dns: lookup failed; keeping the last candidates");
                 return Err(e);
             }
         };

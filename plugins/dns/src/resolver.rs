@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use autocluster_plugin::log::Escaped;
 use autocluster_plugin::{ErrorKind, Result};
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
@@ -111,7 +112,8 @@ impl Lookup {
         match self.resolver.lookup_ip(fqdn.as_str()).await {
             Ok(found) => found.iter().collect(),
             Err(e) => {
-                tracing::debug!(%host, servers = %self.servers, error = %e, "dns: no address for an SRV target");
+                let (host, error) = (Escaped::new(host), Escaped::new(&e));
+                tracing::debug!(%host, servers = %self.servers, %error, "dns: no address for an SRV target");
                 Vec::new()
             }
         }

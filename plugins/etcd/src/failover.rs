@@ -18,6 +18,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use autocluster_plugin::log::Escaped;
 use autocluster_plugin::{Error, ErrorKind, Result};
 
 use crate::NAME;
@@ -119,7 +120,8 @@ impl Endpoints {
                     return Ok(v);
                 }
                 Err(e) if n > 1 && about_the_endpoint(&e) => {
-                    tracing::debug!(backend = NAME, endpoint = %self.urls[idx], "{e}; trying the next endpoint");
+                    let shown = Escaped::new(&e).max(1024);
+                    tracing::debug!(backend = NAME, endpoint = %self.urls[idx], "{shown}; trying the next endpoint");
                     self.passed(idx);
                     failed = Some(e);
                 }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use autocluster_plugin::log::Escaped;
 use autocluster_plugin::{Incarnation, Member, Metadata, NodeName, Revision};
 
 /// The largest value every reader accepts as a registration (64 KiB); a larger one is
@@ -148,7 +149,8 @@ impl Garbage {
             if warned.len() == MAX_WARNED {
                 tracing::warn!(backend, "too many invalid keys: no longer logging each one");
             }
-            tracing::warn!(backend, key = %key, "skipping an invalid entry under the prefix: {why}");
+            let (key, why) = (Escaped::new(&key), Escaped::new(why));
+            tracing::warn!(backend, %key, "skipping an invalid entry under the prefix: {why}");
         }
     }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use autocluster_plugin::log::{Escaped, RateLimit};
 use autocluster_plugin::{Change, Incarnation, Member, Revision};
 use tokio::net::UdpSocket;
 
@@ -25,9 +26,9 @@ struct Receiver {
     last_reply: Option<Instant>,
     reply_at: Option<Instant>,
     last_prune: Instant,
-    warned_clash: Option<Instant>,
-    warned_peer_clash: Option<Instant>,
-    warned_stale: Option<Instant>,
+    warn_clash: RateLimit,
+    warn_peer_clash: RateLimit,
+    warn_stale: RateLimit,
 }
 
 pub(crate) async fn run(core: Arc<Core>, sock: UdpSocket) {
@@ -37,9 +38,9 @@ pub(crate) async fn run(core: Arc<Core>, sock: UdpSocket) {
         last_reply: None,
         reply_at: None,
         last_prune: Instant::now(),
-        warned_clash: None,
-        warned_peer_clash: None,
-        warned_stale: None,
+        warn_clash: RateLimit::new(WARN_EVERY),
+        warn_peer_clash: RateLimit::new(WARN_EVERY),
+        warn_stale: RateLimit::new(WARN_EVERY),
     };
     // One byte more than the largest packet, to tell a datagram that was cut short.
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
@@ -72,14 +73,6 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-fn due(last: &mut Option<Instant>, now: Instant) -> bool {
-    let due = last.is_none_or(|t| now.duration_since(t) >= WARN_EVERY);
-    if due {
-        *last = Some(now);
-    }
-    due
-}
-
 impl Receiver {
     /// Acts on one datagram; true when it was an announce to answer.
     fn handle(&mut self, data: &[u8], from: SocketAddr, now: Instant) -> bool {
@@ -98,7 +91,8 @@ impl Receiver {
         };
         if p.cluster != core.cluster {
             core.stats.count(Reason::OtherCluster);
-            tracing::debug!(%from, cluster = %p.cluster, "mcast: dropped a packet of another cluster");
+            let cluster = Escaped::new(&p.cluster);
+            tracing::debug!(%from, %cluster, "mcast: dropped a packet of another cluster");
             return false;
         }
         if p.node == core.node && p.incarnation == core.incarnation {
@@ -107,9 +101,9 @@ impl Receiver {
         let skew = unix_ms().abs_diff(p.timestamp_ms);
         if u128::from(skew) > MAX_CLOCK_SKEW.as_millis() {
             core.stats.count(Reason::Stale);
-            if due(&mut self.warned_stale, now) {
+            if let Some(held_back) = self.warn_stale.allow_at(now) {
                 tracing::warn!(
-                    %from, node = %p.node, skew_ms = skew,
+                    %from, node = %p.node, skew_ms = skew, held_back,
                     "mcast: dropped a packet timestamped too far from our clock (a replay, or clocks out of sync)"
                 );
             }
@@ -123,7 +117,7 @@ impl Receiver {
             Verdict::Accept => {}
             Verdict::Aside | Verdict::AlreadyLeft => return false,
             Verdict::Clash { other, pass } => {
-                if pass || due(&mut self.warned_peer_clash, now) {
+                if pass || self.warn_peer_clash.allow_at(now).is_some() {
                     tracing::error!(
                         %from, node = %p.node,
                         incarnations = format_args!("{:x} and {other:x}", p.incarnation),
@@ -190,7 +184,7 @@ impl Receiver {
             return;
         }
         let new = core.set_clash(p.incarnation, now + p.member_ttl);
-        if due(&mut self.warned_clash, now) || new {
+        if self.warn_clash.allow_at(now).is_some() || new {
             tracing::error!(
                 %from, node = %p.node, other = %other, ours = format_args!("{:x}", core.incarnation),
                 "mcast: another live process uses this node's name; this node is not ready until it leaves or stops: give each node its own node.name"

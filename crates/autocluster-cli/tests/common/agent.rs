@@ -2,12 +2,25 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::{ChildStderr, ExitStatus, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{autocluster, http_get, run, text, wait_for, Proc, WAIT};
+use super::{http_get, run, text, wait_for, wrapped, Proc, WAIT};
+
+/// How to start an agent beyond its file.
+#[derive(Default)]
+pub struct Launch<'a> {
+    /// Flags after `agent -c FILE`.
+    pub flags: &'a [&'a str],
+    /// Environment variables set for it.
+    pub env: &'a [(&'a str, &'a str)],
+    /// A program (with its arguments) that runs the agent, such as `prlimit --nofile=N:N`.
+    pub wrapper: &'a [&'a str],
+    /// Its stderr on a pipe the test holds ([`Agent::take_stderr`]) instead of a log file.
+    pub stderr_pipe: bool,
+}
 
 /// An agent process, its stderr in `<conf stem>.<n>.log` beside its file; killed when
 /// dropped.
@@ -37,7 +50,20 @@ impl Agent {
 
     /// `autocluster agent -c conf FLAGS...` with `env` set for it.
     pub fn start_with(conf: &Path, flags: &[&str], env: &[(&str, &str)]) -> Agent {
+        Agent::launch(
+            conf,
+            Launch {
+                flags,
+                env,
+                ..Launch::default()
+            },
+        )
+    }
+
+    /// `[WRAPPER...] autocluster agent -c conf FLAGS...` as `launch` says.
+    pub fn launch(conf: &Path, launch: Launch) -> Agent {
         let body = std::fs::read_to_string(conf).unwrap();
+        let flags = launch.flags;
         let flag_admin = flags
             .iter()
             .position(|f| *f == "--admin")
@@ -52,11 +78,16 @@ impl Agent {
             .unwrap();
         let mut args = vec!["agent", "-c", conf.to_str().unwrap()];
         args.extend_from_slice(flags);
-        let child = autocluster(&args)
-            .envs(env.iter().copied())
+        let stderr = if launch.stderr_pipe {
+            Stdio::piped()
+        } else {
+            std::fs::File::create(&log).unwrap().into()
+        };
+        let child = wrapped(launch.wrapper, &args)
+            .envs(launch.env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         Agent {
@@ -66,6 +97,15 @@ impl Agent {
             admin,
             log,
         }
+    }
+
+    /// Its stderr, when it was started with [`Launch::stderr_pipe`].
+    pub fn take_stderr(&mut self) -> ChildStderr {
+        self.proc
+            .0
+            .stderr
+            .take()
+            .expect("an agent started with its stderr on a pipe")
     }
 
     /// Its stderr so far.
@@ -186,6 +226,16 @@ impl Agent {
         let out = run(&["status", "-c", self.conf(), "--json"]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
+    }
+
+    /// CPU time it used so far (user and system), from `/proc` (Linux; `None` elsewhere).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.proc.0.id())).ok()?;
+        // The fields after the command's closing parenthesis: utime and stime are the 12th
+        // and 13th, in clock ticks (USER_HZ, 100 a second).
+        let mut rest = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+        let (utime, stime): (u64, u64) = (rest.next()?.parse().ok()?, rest.next()?.parse().ok()?);
+        Some(Duration::from_millis((utime + stime) * 10))
     }
 
     /// Sends `sig` (`-TERM`, `-STOP`, `-CONT`).

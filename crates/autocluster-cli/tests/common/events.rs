@@ -174,6 +174,21 @@ impl Events {
         }
     }
 
+    /// The next line, or `None` when none comes within `within`; panics when the stream
+    /// ends.
+    pub fn next_within(&mut self, within: Duration) -> Option<Value> {
+        match self.rx.recv_timeout(within) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(serde_json::from_str(&line).expect("one JSON object a line"))
+            }
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("the event stream ended: {}", self.stderr_if_ended())
+            }
+        }
+    }
+
     /// The events already read, without waiting.
     pub fn drain(&mut self) -> Vec<Value> {
         let lines: Vec<String> = self.rx.try_iter().collect();

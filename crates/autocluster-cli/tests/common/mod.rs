@@ -1,13 +1,16 @@
 //! Helpers shared by the CLI's integration tests: the binary and its configuration files
 //! ([`mod.rs`](self)), bounded waits ([`wait`]), plain HTTP to the admin endpoint ([`http`]),
-//! child processes killed on drop ([`process`]), a running agent ([`agent`]) and a follower
-//! of its events ([`events`]).
+//! child processes killed on drop ([`process`]), a running agent ([`agent`]), a follower of
+//! its events ([`events`]), etcd agents and in-process observers ([`etcd`]), and hostile
+//! clients of its peer listener ([`flood`]).
 //!
 //! Each test file uses part of this, so what one of them leaves unused is not dead code.
 #![allow(dead_code, unused_imports)]
 
 pub mod agent;
+pub mod etcd;
 pub mod events;
+pub mod flood;
 pub mod http;
 pub mod process;
 pub mod wait;
@@ -17,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-pub use agent::Agent;
+pub use agent::{Agent, Launch};
 pub use events::Events;
 pub use http::{http_get, http_status};
 pub use process::Proc;
@@ -29,7 +32,20 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_autocluster");
 /// The binary with `args`, without any `AUTOCLUSTER_*` or `RUST_LOG` variable of the test's
 /// environment (a test that wants one sets it on the command).
 pub fn autocluster(args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
+    wrapped(&[], args)
+}
+
+/// [`autocluster`] run by `wrapper` (a program and its arguments, such as `prlimit
+/// --nofile=1024:1024`), or directly when `wrapper` is empty.
+pub fn wrapped(wrapper: &[&str], args: &[&str]) -> Command {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(rest).arg(BIN);
+            cmd
+        }
+        None => Command::new(BIN),
+    };
     cmd.args(args);
     for (k, _) in std::env::vars_os() {
         let k_text = k.to_string_lossy();
@@ -56,6 +72,30 @@ pub fn free_addr() -> SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
+}
+
+/// One TCP port that is free on every one of `hosts`, as a real port number shared by hosts.
+pub fn free_port_on(hosts: &[&str]) -> u16 {
+    for _ in 0..50 {
+        let first = TcpListener::bind((hosts[0], 0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        if hosts[1..]
+            .iter()
+            .all(|h| TcpListener::bind((*h, port)).is_ok())
+        {
+            return port;
+        }
+    }
+    panic!("no port free on all of {hosts:?}");
+}
+
+/// A cookie no other test run shares.
+pub fn cookie(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{what}-{}-{nanos}", std::process::id())
 }
 
 /// Writes `body` to `<dir>/<name>`.

@@ -130,7 +130,20 @@ impl Engine {
     ) -> Engine {
         let caps = backend.capabilities();
         let shared = Shared::new(backend, config);
-        let mut tasks: Vec<(&'static str, BoxFuture<'static, ()>)> = extra;
+        // The caller's tasks (a listener) never end on their own: they stop with the engine.
+        let mut tasks: Vec<(&'static str, BoxFuture<'static, ()>)> = extra
+            .into_iter()
+            .map(|(name, task)| {
+                let cancel = shared.cancel.clone();
+                let until_stopped: BoxFuture<'static, ()> = Box::pin(async move {
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = task => {}
+                    }
+                });
+                (name, until_stopped)
+            })
+            .collect();
         let (probe_tx, probe_rx) = tokio::sync::mpsc::channel(1024);
         if let (true, Some(prober)) = (caps.candidates_only, shared.config.prober.clone()) {
             tasks.push((

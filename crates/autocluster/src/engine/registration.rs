@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use autocluster_plugin::log::Escaped;
 use autocluster_plugin::{ErrorKind, Lease};
 use tokio::time::{sleep, sleep_until, Instant};
 
@@ -219,6 +220,7 @@ async fn deregister(shared: &Shared, lease: &Lease) {
     {
         Ok(()) => tracing::info!(node = %shared.config.registration.node, "deregistered"),
         Err(e) => {
+            let e = Escaped::new(&e).max(1024);
             tracing::warn!("could not deregister (the registration expires with its TTL): {e}")
         }
     }

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use autocluster_plugin::log::Escaped;
 use autocluster_plugin::{Discovery, Error, ErrorKind, Lease, Registrations, Result};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -139,7 +140,9 @@ impl Shared {
         } else {
             format!("{} {operation}: {e}", self.backend.name())
         };
-        tracing::warn!(backend = self.backend.name(), operation, kind = %e.kind(), "{text}");
+        // A backend's errors may quote its server (etcd's messages, a DNS answer).
+        let shown = Escaped::new(&text).max(1024);
+        tracing::warn!(backend = self.backend.name(), operation, kind = %e.kind(), "{shown}");
         self.health.send_modify(|h| {
             h.consecutive_failures += 1;
             h.last_error = Some(text);
@@ -187,7 +190,8 @@ impl Shared {
     /// The engine cannot go on: a task panicked or ended on its own. Readiness turns false
     /// with the reason, and the engine stops (deregistering).
     pub fn fail(&self, why: String) {
-        tracing::error!("{why}; this node leaves the cluster");
+        let shown = Escaped::new(&why).max(1024);
+        tracing::error!("{shown}; this node leaves the cluster");
         self.stats.task_failure();
         self.health.send_modify(|h| {
             if h.failed.is_none() {

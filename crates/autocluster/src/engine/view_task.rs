@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use autocluster_plugin::log::Escaped;
 use autocluster_plugin::{
     BoxStream, Capabilities, Change, Error, ErrorKind, Incarnation, Member, NodeName,
     Registrations, Result, Revision, Snapshot, ViewMode, WatchBatch,
@@ -217,7 +218,8 @@ impl ViewTask {
         if !e.is_retryable() {
             self.refused(e);
         } else if e.kind() == ErrorKind::Compacted {
-            tracing::warn!("watch history is gone ({e}); resyncing from a snapshot");
+            let shown = Escaped::new(&e).max(1024);
+            tracing::warn!("watch history is gone ({shown}); resyncing from a snapshot");
             self.resync();
         } else {
             self.reopen_later();

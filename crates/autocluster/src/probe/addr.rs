@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::plugin::log::Escaped;
 use crate::plugin::Member;
 
 /// How long resolving one hostname may take.
@@ -42,11 +43,13 @@ async fn resolve(host_port: &str) -> Option<SocketAddr> {
     match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(host_port)).await {
         Ok(Ok(mut found)) => found.next(),
         Ok(Err(e)) => {
-            tracing::debug!(name = host_port, error = %e, "probe: cannot resolve");
+            let name = Escaped::new(host_port);
+            tracing::debug!(%name, error = %e, "probe: cannot resolve");
             None
         }
         Err(_) => {
-            tracing::debug!(name = host_port, "probe: resolving timed out");
+            let name = Escaped::new(host_port);
+            tracing::debug!(%name, "probe: resolving timed out");
             None
         }
     }

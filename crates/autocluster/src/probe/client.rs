@@ -8,6 +8,7 @@ use tokio::net::TcpStream;
 use super::proof::{nonce, Role, Transcript};
 use super::wire::{read_frame, write_frame, Frame, Refusal, WireError, VERSION};
 use super::{Identity, ProbeOutcome};
+use crate::plugin::log::Escaped;
 use crate::plugin::NodeName;
 
 /// Probes `target` at `addr`: connects, runs the handshake, and says what answered.
@@ -114,7 +115,7 @@ fn refused(reason: Refusal, detail: String) -> ProbeOutcome {
         Refusal::BadCookie => ProbeOutcome::BadCookie,
         // The listener saw something its CHALLENGE did not show; report its words.
         Refusal::WrongCluster | Refusal::WrongNode | Refusal::Version | Refusal::Protocol => {
-            ProbeOutcome::Protocol(format!("refused: {detail}"))
+            ProbeOutcome::Protocol(format!("refused: {}", Escaped::new(&detail)))
         }
     }
 }

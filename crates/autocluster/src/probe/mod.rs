@@ -28,8 +28,15 @@
 //! unauthenticated client learns nothing keyed by the cookie.
 //!
 //! Every read is bounded by [`MAX_FRAME`]; the whole handshake runs under a timeout on both
-//! sides; the listener serves each connection in its own task, at most
-//! [`MAX_CONCURRENT_HANDSHAKES`] at once, and survives any client (garbage, slow, silent).
+//! sides. The listener serves each connection in a task it owns, and keeps connections that
+//! have not proved the cookie from crowding out real probes: the first message must come
+//! within [`FIRST_FRAME_TIMEOUT`]; at most [`MAX_CONCURRENT_HANDSHAKES`] handshakes run at
+//! once, at most [`MAX_HANDSHAKES_PER_SOURCE`] from one IP address; when either is full, the
+//! oldest connection still waiting (one that sent nothing before one that sent its HELLO)
+//! is closed to make room for the new one. It survives any client (garbage, slow, silent, a
+//! flood of them), counts how each connection ended ([`ListenerStats`], by
+//! [`ConnectionOutcome`]), and logs what a client can repeat at will (refusals, evictions) at
+//! most once a minute per kind, with whatever the client sent escaped.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -48,19 +55,24 @@
 //! ```
 
 mod addr;
+mod admission;
+mod answer;
 mod client;
 mod listener;
 mod proof;
+mod stats;
 mod wire;
 
 use std::fmt;
 use std::time::Duration;
 
+use crate::plugin::log::Escaped;
 use crate::plugin::{BackendContext, NodeName};
 
 pub use addr::probe_addr;
 pub use client::probe;
-pub use listener::{ListenerStats, PeerListener};
+pub use listener::PeerListener;
+pub use stats::{ConnectionOutcome, ListenerStats};
 pub use wire::{MAX_FRAME, VERSION};
 
 /// The peer listener's default port, when `node.listen` does not name one.
@@ -70,9 +82,19 @@ pub const DEFAULT_PORT: u16 = 4370;
 /// [`PeerListener::with_handshake_timeout`] says otherwise.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How many handshakes the listener serves at once; connections beyond that are closed at
-/// once (a flood of idle clients cannot starve the listener of memory or tasks).
+/// How long a client may take to send its first message (its HELLO) after connecting,
+/// unless [`PeerListener::with_first_frame_timeout`] says otherwise. A prober sends it at
+/// once.
+pub const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How many handshakes the listener serves at once; a connection beyond that makes the
+/// oldest unproven one give way (a flood of idle clients cannot starve the listener of
+/// memory, tasks or room for real probes).
 pub const MAX_CONCURRENT_HANDSHAKES: usize = 128;
+
+/// How many of those handshakes may come from one IP address; one more makes that
+/// address's oldest unproven connection give way.
+pub const MAX_HANDSHAKES_PER_SOURCE: usize = 8;
 
 /// Who this node is, for the handshake: its name, its cluster, and the cluster's cookie.
 #[derive(Clone, PartialEq, Eq)]
@@ -118,12 +140,12 @@ pub enum ProbeOutcome {
     Running,
     /// Something answered at the address, but as another node.
     WrongNode {
-        /// The node name it answered with.
+        /// The node name it answered with, as it came (shown escaped).
         answered: String,
     },
     /// The node answered, but belongs to another cluster.
     WrongCluster {
-        /// The cluster name it answered with.
+        /// The cluster name it answered with, as it came (shown escaped).
         answered: String,
     },
     /// The node does not share our cookie (either side's proof failed).
@@ -146,9 +168,10 @@ impl fmt::Display for ProbeOutcome {
         match self {
             ProbeOutcome::Running => f.write_str("running"),
             ProbeOutcome::WrongNode { answered } => {
-                write!(f, "another node answered: {answered}")
+                write!(f, "another node answered: {}", Escaped::new(answered))
             }
             ProbeOutcome::WrongCluster { answered } => {
+                let answered = Escaped::new(answered);
                 write!(f, "the node belongs to another cluster: {answered}")
             }
             ProbeOutcome::BadCookie => f.write_str("the node does not share our cookie"),

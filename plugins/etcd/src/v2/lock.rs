@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use autocluster_plugin::log::Escaped;
 use autocluster_plugin::{Error, ErrorKind, Lease, LockToken, Result, Revision};
 use reqwest::Method;
 
@@ -121,7 +122,8 @@ impl Inner {
             Err(e) => tracing::warn!(
                 backend = NAME,
                 key = name,
-                "refreshing the cluster lock: {e}"
+                "refreshing the cluster lock: {}",
+                Escaped::new(&e).max(1024)
             ),
         }
     }

@@ -8,9 +8,14 @@
 //! | `GET /health/live` | `200 ok` |
 //! | `GET /health/ready` | 200 when ready, else 503; the health JSON |
 //! | `GET /metrics` | Prometheus text format |
+//!
+//! The server itself, which bounds connections in number and time, is in [`server`].
+
+pub mod server;
+mod stall;
 
 use std::convert::Infallible;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use autocluster::{Cluster, StatusReport};
 use axum::body::Body;
@@ -20,32 +25,48 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
 /// What the handlers read. The cluster sits in a slot so that the agent can take it out to
 /// leave (which consumes it) while connections are still open; from then on the handlers
-/// answer 503.
+/// answer 503, with why the agent leaves.
 pub struct AdminState {
     cluster: RwLock<Option<Cluster>>,
     cluster_name: String,
+    /// What `/status` warns of: how this agent runs that its operator should change.
+    warnings: Vec<String>,
+    metrics: crate::metrics::AgentMetrics,
+    /// Why the agent leaves, once it does.
+    leaving: Mutex<Option<String>>,
     stopping: watch::Receiver<bool>,
 }
 
 impl AdminState {
     /// State over `cluster`; event streams end when `stopping` turns true.
-    pub fn new(cluster: Cluster, cluster_name: String, stopping: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        cluster: Cluster,
+        cluster_name: String,
+        warnings: Vec<String>,
+        metrics: crate::metrics::AgentMetrics,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
         AdminState {
             cluster: RwLock::new(Some(cluster)),
             cluster_name,
+            warnings,
+            metrics,
+            leaving: Mutex::new(None),
             stopping,
         }
     }
 
-    /// Takes the cluster out, to leave; the endpoint answers 503 from now on.
-    pub fn take_cluster(&self) -> Option<Cluster> {
+    /// Takes the cluster out, to leave because of `why`; the endpoint answers 503 from now
+    /// on, saying why.
+    pub fn take_cluster(&self, why: &str) -> Option<Cluster> {
+        *self.leaving.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
         match self.cluster.write() {
             Ok(mut slot) => slot.take(),
             Err(poisoned) => poisoned.into_inner().take(),
@@ -60,13 +81,32 @@ impl AdminState {
         };
         match slot.as_ref() {
             Some(cluster) => f(cluster).into_response(),
-            None => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "the agent is leaving the cluster"})),
-            )
-                .into_response(),
+            None => {
+                let why = self
+                    .leaving
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({"error": "the agent is leaving the cluster", "reason": why})),
+                )
+                    .into_response()
+            }
         }
     }
+}
+
+/// The agent's `/status`: the library's report, and what the agent warns of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    /// The view and the health.
+    #[serde(flatten)]
+    pub report: StatusReport,
+    /// How this agent runs that its operator should change (the public default cookie, an
+    /// endpoint beyond loopback); empty when all is well.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// The admin routes over `state`.
@@ -82,7 +122,12 @@ pub fn router(state: Arc<AdminState>) -> Router {
 }
 
 async fn status(State(state): State<Arc<AdminState>>) -> Response {
-    state.with(|cluster| Json(StatusReport::new(cluster, &state.cluster_name)))
+    state.with(|cluster| {
+        Json(AgentStatus {
+            report: StatusReport::new(cluster, &state.cluster_name),
+            warnings: state.warnings.clone(),
+        })
+    })
 }
 
 async fn members(State(state): State<Arc<AdminState>>) -> Response {
@@ -176,7 +221,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            crate::metrics::render(cluster, &state.cluster_name),
+            crate::metrics::render(cluster, &state.cluster_name, &state.metrics),
         )
     })
 }
@@ -196,10 +241,31 @@ mod tests {
         let cluster = Cluster::start(&settings).await.unwrap();
         assert!(cluster.ready(Duration::from_secs(10)).await, "never ready");
         let (stop, stopping) = watch::channel(false);
-        let state = Arc::new(AdminState::new(cluster, "emqxcl".into(), stopping));
+        let warnings = vec!["a warning".to_string()];
+        let metrics = crate::metrics::AgentMetrics::default();
+        let state = Arc::new(AdminState::new(
+            cluster,
+            "emqxcl".into(),
+            warnings,
+            metrics,
+            stopping,
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router(state)).await });
+        let limits = server::Limits {
+            max_connections: 16,
+            header_timeout: Duration::from_secs(5),
+            write_stall: Duration::from_secs(5),
+        };
+        let stats = Arc::new(server::ServerStats::default());
+        let stop_server = stop.subscribe();
+        tokio::spawn(server::serve(
+            listener,
+            router(state),
+            limits,
+            stats,
+            stop_server,
+        ));
         (addr, stop, dir)
     }
 
@@ -216,7 +282,9 @@ mod tests {
         let first: serde_json::Value = serde_json::from_str(&first).unwrap();
 
         let status = crate::client::get(addr, "/status").await.unwrap();
-        let report: StatusReport = serde_json::from_str(&status.text().await.unwrap()).unwrap();
+        let status: AgentStatus = serde_json::from_str(&status.text().await.unwrap()).unwrap();
+        assert_eq!(status.warnings, ["a warning"]);
+        let report = status.report;
         assert_eq!(
             first,
             json!({"event": "subscribed", "revision": report.revision.0, "members": 1})
