@@ -3,6 +3,9 @@
 //! short-lived marker under `/<prefix>/<cluster>/clash/<node>`; the holder's watch sees the
 //! marker and logs the attempt, keeping its key. v3 and v2 share the words.
 
+use std::time::Duration;
+
+use autocluster_plugin::log::{Escaped, RateLimit};
 use autocluster_plugin::{Error, ErrorKind, NodeName};
 
 use crate::keys::decode_value;
@@ -37,20 +40,47 @@ pub(crate) fn conflict(
     .with_key(key)
 }
 
-/// Logs, on the holder's side, a marker another process left for `node`: who tried, as it
-/// described itself (its registration metadata, `value`), under `other` (`lease 1a2b`).
-pub(crate) fn log_attempt(node: &NodeName, key: &[u8], value: &[u8], other: &str) {
-    let addrs = match decode_value(node, value) {
-        Ok(Some(meta)) if !meta.addrs.is_empty() => format!(" at {}", meta.addrs.join(",")),
-        _ => String::new(),
-    };
-    tracing::error!(
-        backend = NAME,
-        node = %node,
-        key = %String::from_utf8_lossy(key),
-        "another process tried to register this node's name ({other}{addrs}) and was refused: \
-         this node keeps its registration. Two processes must not share node.name"
-    );
+/// The holder's log of the attempts it sees, at most one line per [`Attempts::EVERY`] (a
+/// refused process restarted in a loop writes a marker each time); the count of the others
+/// goes with the next line.
+#[derive(Debug)]
+pub(crate) struct Attempts(RateLimit);
+
+impl Default for Attempts {
+    fn default() -> Self {
+        Attempts(RateLimit::new(Attempts::EVERY))
+    }
+}
+
+impl Attempts {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// Logs a marker another process left for `node`: who tried, as it described itself
+    /// (its registration metadata, `value`, from outside: escaped), under `other`
+    /// (`lease 1a2b`).
+    pub(crate) fn log(&self, node: &NodeName, key: &[u8], value: &[u8], other: &str) {
+        let Some(suppressed) = self.0.allow() else {
+            return;
+        };
+        let addrs = match decode_value(node, value) {
+            Ok(Some(meta)) if !meta.addrs.is_empty() => {
+                format!(" at {}", Escaped::new(meta.addrs.join(",")))
+            }
+            _ => String::new(),
+        };
+        let more = match suppressed {
+            0 => String::new(),
+            n => format!(" ({n} more attempts not logged)"),
+        };
+        tracing::error!(
+            backend = NAME,
+            node = %node,
+            key = %Escaped::new(String::from_utf8_lossy(key)),
+            "another process tried to register this node's name ({other}{addrs}) and was \
+             refused: this node keeps its registration. Two processes must not share \
+             node.name{more}"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -62,7 +62,8 @@ impl Inner {
         if created && key == self.layout.clash_key(&self.node) {
             let value = node.value.as_deref().unwrap_or("");
             let other = format!("createdIndex {}", node.created_index);
-            clash::log_attempt(&self.node, key.as_bytes(), value.as_bytes(), &other);
+            self.attempts
+                .log(&self.node, key.as_bytes(), value.as_bytes(), &other);
         }
         Some(Ok(Some(WatchBatch {
             revision: Revision(node.modified_index),

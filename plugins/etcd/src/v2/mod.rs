@@ -31,6 +31,7 @@ use autocluster_plugin::{
 };
 
 use self::client::Client;
+use crate::clash::Attempts;
 use crate::config::EtcdConfig;
 use crate::keys::{Garbage, Layout};
 use crate::NAME;
@@ -51,6 +52,8 @@ struct Inner {
     lives: lives::Lives,
     /// Whether this node holds the v2 lock (its TTL is refreshed with the keep-alives).
     locked: AtomicBool,
+    /// The log of other processes' attempts at this node's name.
+    attempts: Attempts,
 }
 
 impl EtcdV2Backend {
@@ -66,6 +69,7 @@ impl EtcdV2Backend {
                 garbage: Garbage::default(),
                 lives: lives::Lives::default(),
                 locked: AtomicBool::new(false),
+                attempts: Attempts::default(),
             }),
         })
     }

@@ -25,6 +25,7 @@ use tokio::sync::Mutex;
 
 use self::core::Core;
 use self::keeper::Keeper;
+use crate::clash::Attempts;
 use crate::config::EtcdConfig;
 use crate::keys::{Garbage, Layout};
 use crate::NAME;
@@ -46,6 +47,8 @@ struct Shared {
     core: Core,
     layout: Layout,
     garbage: Garbage,
+    /// The log of other processes' attempts at this node's name.
+    attempts: Attempts,
 }
 
 impl EtcdBackend {
@@ -57,6 +60,7 @@ impl EtcdBackend {
                 core: Core::new(cfg),
                 layout,
                 garbage: Garbage::default(),
+                attempts: Attempts::default(),
             }),
             keeper: Mutex::new(None),
             me: None,

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use autocluster_plugin::log::Escaped;
 use autocluster_plugin::{
     BoxStream, Change, Error, ErrorKind, NodeName, Result, Revision, WatchBatch,
 };
@@ -22,7 +23,7 @@ use tokio::time::{sleep_until, Instant};
 use super::core::MAX_MESSAGE;
 use super::progress::{Progress, Tick};
 use super::Shared;
-use crate::{clash, NAME};
+use crate::NAME;
 
 /// The watch of the nodes prefix from `after` on (and of `me`'s clash marker), as a stream
 /// of batches.
@@ -210,11 +211,8 @@ impl Open {
             // The clash marker's watcher (created second); a user without access to the
             // marker's key only loses the log line on a clash.
             if resp.canceled() {
-                tracing::debug!(
-                    backend = NAME,
-                    "cannot watch the clash marker: {}",
-                    resp.cancel_reason()
-                );
+                let reason = Escaped::new(resp.cancel_reason());
+                tracing::debug!(backend = NAME, "cannot watch the clash marker: {reason}");
             } else {
                 self.clash_id = Some(id);
             }
@@ -240,7 +238,7 @@ impl Open {
             return Some(Ok(self.notice()));
         }
         if self.clash_id == Some(id) && self.clash_id != self.nodes_id {
-            self.on_clash(&resp);
+            self.on_clash(shared, &resp);
             return None;
         }
         if resp.events().is_empty() {
@@ -274,12 +272,13 @@ impl Open {
         }))
     }
 
-    fn on_clash(&self, resp: &WatchResponse) {
+    fn on_clash(&self, shared: &Shared, resp: &WatchResponse) {
         let Some(me) = &self.me else { return };
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
             if EventType::try_from(ev.0.r#type) == Ok(EventType::Put) {
-                clash::log_attempt(me, kv.key(), kv.value(), &format!("lease {:x}", kv.lease()));
+                let other = format!("lease {:x}", kv.lease());
+                shared.attempts.log(me, kv.key(), kv.value(), &other);
             }
         }
     }
