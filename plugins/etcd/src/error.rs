@@ -221,9 +221,11 @@ pub(crate) fn from_http(e: reqwest::Error, op: &'static str, endpoint: &str) -> 
             format!("cannot reach etcd at {endpoint}"),
         )
     } else if e.is_decode() {
+        // The body is read as bytes (the JSON is parsed apart, `parse_body`): reqwest calls
+        // a body that broke off (etcd stopped, the connection closed) a decode error.
         (
-            ErrorKind::InvalidData,
-            "etcd's answer is not the JSON the v2 API sends".to_string(),
+            ErrorKind::Unavailable,
+            format!("etcd at {endpoint} stopped in the middle of its answer"),
         )
     } else {
         (ErrorKind::Other, "HTTP error".to_string())
