@@ -32,7 +32,7 @@ async fn clash(etcd: &EtcdServer, api: &str) {
     let first = agent(etcd, api);
     let lease = bounded(first.register(&me)).await.unwrap();
     let snap = bounded(first.snapshot()).await.unwrap();
-    let watching = drain(first.watch(snap.revision));
+    let watching = drain(first.watch(snap.revision)).await;
 
     let second = agent(etcd, api);
     let mut impostor = reg(NODE);

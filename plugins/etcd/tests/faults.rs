@@ -56,8 +56,18 @@ async fn restart_keeps_leases_and_the_watch_resumes() {
     assert_eq!(up.revision, snap.revision);
 
     etcd.kill();
-    // the open watch ends or reports the outage; calls fail as Unavailable, naming etcd
-    let end = bounded(async { Ok(watch.next().await) }).await.unwrap();
+    // the open watch ends or reports the outage (after any progress notice already on its
+    // way); calls fail as Unavailable, naming etcd
+    let end = bounded(async {
+        loop {
+            match watch.next().await {
+                Some(Ok(b)) if b.changes.is_empty() => continue,
+                other => return Ok(other),
+            }
+        }
+    })
+    .await
+    .unwrap();
     if let Some(item) = end {
         let e = item.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");

@@ -29,9 +29,7 @@ pub struct Core {
     /// The revision etcd last reported in an answer other than the watch's (keep-alives,
     /// registration, snapshots): the watch must show it got that far, or it is stalled.
     seen: AtomicI64,
-    /// Per endpoint: whether it ever answered a watch progress request, and whether we said
-    /// that it does not (an etcd gRPC proxy ignores them).
-    answers_progress: Vec<AtomicBool>,
+    /// Per endpoint: whether we said that a watch there does not answer progress requests.
     warned_no_progress: Vec<AtomicBool>,
 }
 
@@ -48,16 +46,14 @@ impl Core {
     /// A core that has not connected yet.
     pub fn new(cfg: EtcdConfig) -> Core {
         let clients = cfg.servers.iter().map(|_| Mutex::new(None)).collect();
-        let n = cfg.servers.len();
-        let flags = || (0..n).map(|_| AtomicBool::new(false)).collect();
+        let warned_no_progress = cfg.servers.iter().map(|_| AtomicBool::new(false)).collect();
         let endpoints = Endpoints::new(cfg.servers.clone(), cfg.call_timeout);
         Core {
             cfg,
             endpoints,
             clients,
             seen: AtomicI64::new(0),
-            answers_progress: flags(),
-            warned_no_progress: flags(),
+            warned_no_progress,
         }
     }
 
@@ -74,25 +70,16 @@ impl Core {
         self.seen.load(Ordering::Relaxed)
     }
 
-    /// Endpoint `idx` answered a watch progress request.
-    pub fn answered_progress(&self, idx: usize) {
-        self.answers_progress[idx].store(true, Ordering::Relaxed);
-    }
-
-    /// Whether endpoint `idx` ever answered a watch progress request.
-    pub fn answers_progress(&self, idx: usize) -> bool {
-        self.answers_progress[idx].load(Ordering::Relaxed)
-    }
-
-    /// Endpoint `idx` did not answer a watch progress request: says so, once.
+    /// A watch on endpoint `idx` does not answer progress requests: says so, once.
     pub fn warn_no_progress(&self, idx: usize) {
         if !self.warned_no_progress[idx].swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 backend = crate::NAME,
                 endpoint = self.endpoints.url(idx),
                 "etcd at this endpoint does not answer watch progress requests (an etcd gRPC \
-                 proxy ignores them): a watch that falls behind cannot be told from a quiet one \
-                 there, and is taken as live while its stream is open"
+                 proxy ignores them; some etcd versions do not answer a quiet watch): a watch \
+                 that falls behind cannot be told from a quiet one there, and is taken as live \
+                 while its stream is open"
             );
         }
     }

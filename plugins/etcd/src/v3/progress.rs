@@ -5,9 +5,12 @@
 //! behind a watch with previous values, a member that stopped serving the stream while
 //! another one answers the keep-alives.
 //!
-//! An endpoint that never answers progress requests (an etcd gRPC proxy ignores them) cannot
-//! be checked this way: its watch is taken as live while its stream is open, and said so
-//! once in the log.
+//! A stream that never answered a progress request cannot be checked this way: an etcd gRPC
+//! proxy ignores them, and etcd versions that answer only once every watcher of the stream
+//! caught up (3.4.25+, 3.5.8+) did not answer a watcher that started at or before the current
+//! revision until an event passed (fixed in 3.4.31 and 3.5.13). Such a stream is taken as
+//! live while it is open, with notices by the clock, and said so once in the log; a stream
+//! that answered and then stops is stalled.
 
 use std::time::Duration;
 
@@ -25,7 +28,7 @@ pub(super) struct Progress {
     behind: Option<(Instant, i64)>,
     /// Whether this stream answered a progress request.
     answered: bool,
-    /// This stream's endpoint does not answer progress requests: notices come by the clock.
+    /// This stream does not answer progress requests: notices come by the clock.
     unanswered: bool,
 }
 
@@ -41,10 +44,10 @@ pub(super) enum Tick {
         /// The revision etcd reported elsewhere that the watch did not reach.
         target: i64,
     },
-    /// The endpoint does not answer progress requests (first seen now): a notice, by the
+    /// The stream does not answer progress requests (first seen now): a notice, by the
     /// clock.
     NoAnswers,
-    /// A notice by the clock (the endpoint does not answer progress requests).
+    /// A notice by the clock (the stream does not answer progress requests).
     Notice,
 }
 
@@ -66,17 +69,15 @@ impl Progress {
         self.next
     }
 
-    /// The tick is due at `now`; `seen` is the revision etcd last reported elsewhere, and
-    /// `endpoint_answers` whether this endpoint answered progress requests on an earlier
-    /// stream.
-    pub(super) fn tick(&mut self, now: Instant, seen: i64, endpoint_answers: bool) -> Tick {
+    /// The tick is due at `now`; `seen` is the revision etcd last reported elsewhere.
+    pub(super) fn tick(&mut self, now: Instant, seen: i64) -> Tick {
         self.next = now + self.every;
         if self.unanswered {
             return Tick::Notice;
         }
         match self.behind {
             Some((since, target)) if now.duration_since(since) >= self.stall_after => {
-                if self.answered || endpoint_answers {
+                if self.answered {
                     return Tick::Stalled {
                         behind: now.duration_since(since),
                         target,
@@ -119,7 +120,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Progress::new(t0, EVERY, STALL);
         for s in 0..20 {
-            assert_eq!(p.tick(at(t0, s), 100 + s as i64, false), Tick::Request);
+            assert_eq!(p.tick(at(t0, s), 100 + s as i64), Tick::Request);
             assert!(p.reached(100 + s as i64, true));
             assert_eq!(p.next_tick(), at(t0, s + 1));
         }
@@ -129,16 +130,16 @@ mod tests {
     fn a_watch_that_answers_below_the_target_is_stalled_after_the_bound() {
         let t0 = Instant::now();
         let mut p = Progress::new(t0, EVERY, STALL);
-        assert_eq!(p.tick(t0, 100, false), Tick::Request);
+        assert_eq!(p.tick(t0, 100), Tick::Request);
         assert!(p.reached(100, true));
         // etcd moved on to 200 (keep-alives say so); the watch's answers stay at 150.
-        assert_eq!(p.tick(at(t0, 1), 200, false), Tick::Request);
+        assert_eq!(p.tick(at(t0, 1), 200), Tick::Request);
         for s in 2..6 {
             assert!(!p.reached(150, true));
-            assert_eq!(p.tick(at(t0, s), 300, false), Tick::Request);
+            assert_eq!(p.tick(at(t0, s), 300), Tick::Request);
         }
         assert_eq!(
-            p.tick(at(t0, 6), 300, false),
+            p.tick(at(t0, 6), 300),
             Tick::Stalled {
                 behind: STALL,
                 target: 200
@@ -150,32 +151,33 @@ mod tests {
     fn an_event_at_the_target_is_progress_too() {
         let t0 = Instant::now();
         let mut p = Progress::new(t0, EVERY, STALL);
-        assert_eq!(p.tick(t0, 100, true), Tick::Request);
+        assert_eq!(p.tick(t0, 100), Tick::Request);
         assert!(p.reached(120, false));
-        assert_eq!(p.tick(at(t0, 6), 130, true), Tick::Request);
+        assert_eq!(p.tick(at(t0, 6), 130), Tick::Request);
     }
 
     #[test]
-    fn silence_is_a_stall_where_answers_came_before() {
+    fn silence_is_a_stall_once_the_stream_answered() {
         let t0 = Instant::now();
         let mut p = Progress::new(t0, EVERY, STALL);
-        assert_eq!(p.tick(t0, 100, true), Tick::Request);
-        for s in 1..5 {
-            assert_eq!(p.tick(at(t0, s), 100, true), Tick::Request);
+        assert_eq!(p.tick(t0, 100), Tick::Request);
+        assert!(p.reached(100, true));
+        for s in 1..6 {
+            assert_eq!(p.tick(at(t0, s), 100), Tick::Request);
         }
-        assert!(matches!(p.tick(at(t0, 5), 100, true), Tick::Stalled { .. }));
+        assert!(matches!(p.tick(at(t0, 6), 100), Tick::Stalled { .. }));
     }
 
     #[test]
-    fn an_endpoint_that_never_answers_gets_notices_by_the_clock() {
+    fn a_stream_that_never_answers_gets_notices_by_the_clock() {
         let t0 = Instant::now();
         let mut p = Progress::new(t0, EVERY, STALL);
         for s in 0..5 {
-            assert_eq!(p.tick(at(t0, s), 100, false), Tick::Request);
+            assert_eq!(p.tick(at(t0, s), 100), Tick::Request);
         }
-        assert_eq!(p.tick(at(t0, 5), 100, false), Tick::NoAnswers);
+        assert_eq!(p.tick(at(t0, 5), 100), Tick::NoAnswers);
         for s in 6..10 {
-            assert_eq!(p.tick(at(t0, s), 100, false), Tick::Notice);
+            assert_eq!(p.tick(at(t0, s), 100), Tick::Notice);
         }
     }
 }

@@ -114,10 +114,11 @@ impl Shared {
             .map_err(|e| e.with_key(prefix))?;
         let (mut sender, responses) = stream.split();
         if let Some(me) = &me {
-            let opts = WatchOptions::new().with_start_revision(start);
+            // From now on: a watcher that starts in the past on a quiet key keeps some etcd
+            // versions from answering the stream's progress requests (see `progress`).
             let marker = self.layout.clash_key(me);
             sender
-                .watch(marker, Some(opts))
+                .watch(marker, None)
                 .await
                 .map_err(|e| self.core.error(e, "watch", endpoint))?;
         }
@@ -169,11 +170,7 @@ impl Open {
     }
 
     async fn on_tick(&mut self, shared: &Shared) -> Option<Result<WatchBatch>> {
-        let answers = shared.core.answers_progress(self.endpoint);
-        match self
-            .progress
-            .tick(Instant::now(), shared.core.seen(), answers)
-        {
+        match self.progress.tick(Instant::now(), shared.core.seen()) {
             Tick::Request => match self.sender.request_progress().await {
                 Ok(()) => None,
                 Err(e) => Some(Err(shared.core.error(e, "watch", self.endpoint))),
@@ -216,7 +213,8 @@ impl Open {
             } else {
                 self.clash_id = Some(id);
             }
-            return None;
+            // Now the watch is established, both watchers.
+            return Some(Ok(self.notice()));
         }
         if resp.canceled() {
             if self.clash_id == Some(id) {
@@ -233,9 +231,10 @@ impl Open {
                     self.after.0
                 ))));
             }
-            // The watch is established: say so at once, claiming no progress beyond
-            // `after` (events between `after` and the header's revision may follow).
-            return Some(Ok(self.notice()));
+            // The watch is established (once the clash marker's watcher is too, if any): say
+            // so at once, claiming no progress beyond `after` (events between `after` and the
+            // header's revision may follow).
+            return self.me.is_none().then(|| Ok(self.notice()));
         }
         if self.clash_id == Some(id) && self.clash_id != self.nodes_id {
             self.on_clash(shared, &resp);
@@ -243,7 +242,6 @@ impl Open {
         }
         if resp.events().is_empty() {
             // A progress answer (or etcd's own progress notification).
-            shared.core.answered_progress(self.endpoint);
             return self
                 .progress
                 .reached(header, true)

@@ -130,10 +130,13 @@ impl std::io::Write for Logs {
     }
 }
 
-/// Drains `watch` in the background until it ends or errs, so what it logs is logged.
-pub fn drain(
+/// Waits until `watch` is established (its first batch), then drains it in the background
+/// until it ends or errs, so what it logs is logged.
+pub async fn drain(
     mut watch: autocluster_plugin::BoxStream<Result<autocluster_plugin::WatchBatch>>,
 ) -> tokio::task::JoinHandle<()> {
     use futures::StreamExt;
+    let up = bounded(async { watch.next().await.expect("the watch ended") }).await;
+    assert!(up.is_ok_and(|b| b.changes.is_empty()));
     tokio::spawn(async move { while let Some(Ok(_)) = watch.next().await {} })
 }
