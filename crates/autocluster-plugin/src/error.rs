@@ -26,7 +26,9 @@ pub enum ErrorKind {
     Compacted,
     /// The backend does not do this (a lock on a backend without one).
     Unsupported,
-    /// Data under our keys or on the wire that we cannot read; counted and skipped.
+    /// Data under our keys or on the wire that we cannot read (garbage is counted and
+    /// skipped); as a call's error, an answer that could not be read (a body cut short), worth
+    /// another try.
     InvalidData,
     /// A lock was not acquired in time.
     LockTimeout,
@@ -54,6 +56,7 @@ impl ErrorKind {
                 | ErrorKind::PermissionDenied
                 | ErrorKind::LockTimeout
                 | ErrorKind::Conflict
+                | ErrorKind::InvalidData
                 | ErrorKind::Other
         )
     }

@@ -110,8 +110,9 @@ impl Node {
             .is_err()
         {
             panic!(
-                "{}: view still stale after {patience:?}",
-                self.cluster.node()
+                "{}: view still stale after {patience:?}; health {:?}",
+                self.cluster.node(),
+                self.cluster.health()
             );
         }
     }
