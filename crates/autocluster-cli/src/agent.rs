@@ -29,6 +29,18 @@ use crate::Failure;
 
 /// The exit code after a failure: the agent left the cluster and stopped on its own.
 pub const EXIT_FAILED: u8 = 3;
+/// The exit code when the backend refused this node for a reason the operator must fix: a
+/// configuration it cannot serve, or this node's name held by another live node.
+pub const EXIT_REFUSED: u8 = 2;
+
+/// The exit code for an engine that failed as `health` says.
+fn exit_code(health: &Health) -> u8 {
+    match health.failed_kind {
+        Some(autocluster::ErrorKind::Config | autocluster::ErrorKind::Conflict) => EXIT_REFUSED,
+        _ => EXIT_FAILED,
+    }
+}
+
 /// How long leaving may take (revoking the lease) before the agent exits anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open admin connections get to finish once the agent has left.
@@ -135,8 +147,8 @@ fn log_file_budget(files: &FileBudget) {
 enum Stop {
     /// A stop signal, by name.
     Signal(&'static str),
-    /// A failure, and what it was.
-    Failed(String),
+    /// A failure, what it was, and the exit code that says so.
+    Failed(String, u8),
 }
 
 /// A started node and what the agent adds to it.
@@ -198,13 +210,13 @@ impl Running {
         let stop = AssertUnwindSafe(waiting)
             .catch_unwind()
             .await
-            .unwrap_or_else(|_| Stop::Failed("the agent's own code panicked".into()));
+            .unwrap_or_else(|_| Stop::Failed("the agent's own code panicked".into(), EXIT_FAILED));
         let why = match &stop {
             Stop::Signal(signal) => {
                 tracing::info!("{signal}: leaving the cluster");
                 format!("{signal} received")
             }
-            Stop::Failed(why) => {
+            Stop::Failed(why, _) => {
                 tracing::error!("{why}; leaving the cluster");
                 why.clone()
             }
@@ -241,8 +253,8 @@ impl Running {
                 tracing::info!("stopped");
                 Ok(())
             }
-            Stop::Failed(why) => Err(Failure {
-                code: EXIT_FAILED,
+            Stop::Failed(why, code) => Err(Failure {
+                code,
                 message: format!("{why}; this node left the cluster"),
             }),
         }
@@ -253,18 +265,18 @@ impl Running {
     async fn wait(&mut self, signals: &mut Signals, mut health: watch::Receiver<Health>) -> Stop {
         let failed = async {
             match health.wait_for(|h| h.failed.is_some()).await {
-                Ok(h) => h.failed.clone().unwrap_or_default(),
-                Err(_) => "the engine stopped".to_string(),
+                Ok(h) => (h.failed.clone().unwrap_or_default(), exit_code(&h)),
+                Err(_) => ("the engine stopped".to_string(), EXIT_FAILED),
             }
         };
         tokio::select! {
             signal = signals.next() => Stop::Signal(signal),
-            why = failed => Stop::Failed(format!("the engine failed: {why}")),
+            (why, code) = failed => Stop::Failed(format!("the engine failed: {why}"), code),
             ended = &mut self.server => Stop::Failed(match ended {
                 Ok(()) => "the admin endpoint stopped".to_string(),
                 Err(e) => format!("the admin endpoint failed: {e}"),
-            }),
-            () = self.hooks.ended() => Stop::Failed("a hook task ended".to_string()),
+            }, EXIT_FAILED),
+            () = self.hooks.ended() => Stop::Failed("a hook task ended".to_string(), EXIT_FAILED),
         }
     }
 }

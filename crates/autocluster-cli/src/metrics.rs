@@ -108,6 +108,11 @@ fn engine_counters(m: &mut Metrics, cluster: &Cluster) {
             &stats.resyncs,
         ),
         (
+            "autocluster_watch_silences_total",
+            "Watches reopened because they said nothing for three progress periods",
+            &stats.watch_silences,
+        ),
+        (
             "autocluster_task_failures_total",
             "Engine tasks that panicked or ended on their own (the node then leaves)",
             &stats.task_failures,

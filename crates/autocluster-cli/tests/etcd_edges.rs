@@ -136,3 +136,57 @@ fn an_agent_becomes_ready_with_huge_values_under_the_prefix() {
         agent.diag()
     );
 }
+
+/// Two agents with one `node.name` (a copied configuration): the second is refused, says
+/// whose lease holds the name, and exits 2 after leaving nothing behind; the first keeps its
+/// key, stays ready, and logs the attempt.
+#[test]
+fn a_second_agent_with_the_same_name_exits_2_and_the_first_keeps_its_key() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let etcd = rt.block_on(EtcdServer::start()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = Agent::start(&node_conf(
+        dir.path(),
+        "first",
+        NODE,
+        &format!(
+            "cluster.discovery = etcd\ncluster.etcd.server = {}\ncluster.etcd.node_ttl = 10s\n",
+            etcd.endpoint()
+        ),
+    ));
+    first.wait_ready();
+    let lease = first
+        .incarnation_of(NODE)
+        .expect("the first agent's incarnation");
+    let mut second = Agent::start(&node_conf(
+        dir.path(),
+        "second",
+        NODE,
+        &format!(
+            "cluster.discovery = etcd\ncluster.etcd.server = {}\ncluster.etcd.node_ttl = 10s\n",
+            etcd.endpoint()
+        ),
+    ));
+    let status = second
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the second agent is still running: {}", second.diag()));
+    assert_eq!(status.code(), Some(2), "{}", second.log());
+    let log = second.log();
+    assert!(
+        log.contains("conflict") && log.contains(&format!("{lease:x}")),
+        "the error names the clash and the holder's lease {lease:x}: {log}"
+    );
+    // The first keeps its key under its own lease, is still ready, and said so.
+    let keys = rt
+        .block_on(etcd.etcdctl(&["get", "--prefix", "--keys-only", "/emqxcl/emqxcl/nodes/"]))
+        .unwrap();
+    assert_eq!(keys.trim(), format!("/emqxcl/emqxcl/nodes/{NODE}"));
+    assert_eq!(first.incarnation_of(NODE), Some(lease));
+    assert_eq!(first.ready().map(|(c, _)| c), Some(200), "{}", first.diag());
+    wait_within(
+        Duration::from_secs(15),
+        "the first agent to log the attempt",
+        || first.log().contains("clash").then_some(()),
+        || first.log(),
+    );
+}

@@ -337,3 +337,121 @@ async fn a_panicking_task_fails_the_engine_and_the_node_leaves() {
     assert_eq!(left, vec![Some(LeftReason::Deregistered)]);
     a.leave().await;
 }
+
+/// A backend that promises a progress notice every second, over the memory backend; it
+/// keeps the promise (`notices`) or breaks it: its first watch goes quiet after its first
+/// batch, and every later one hangs without a word (a stalled etcd).
+#[derive(Debug)]
+struct Progressing {
+    inner: std::sync::Arc<autocluster_testkit::memory::MemoryBackend>,
+    notices: bool,
+    opened: std::sync::atomic::AtomicU32,
+}
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+#[autocluster_plugin::async_trait]
+impl autocluster_plugin::Discovery for Progressing {
+    fn name(&self) -> &'static str {
+        "progressing"
+    }
+    fn capabilities(&self) -> autocluster_plugin::Capabilities {
+        self.inner
+            .capabilities()
+            .with_progress_every(PROGRESS_EVERY)
+    }
+    async fn register(
+        &self,
+        reg: &autocluster_plugin::Registration,
+    ) -> autocluster_plugin::Result<autocluster_plugin::Lease> {
+        self.inner.register(reg).await
+    }
+    async fn keep_alive(
+        &self,
+        lease: &autocluster_plugin::Lease,
+    ) -> autocluster_plugin::Result<Duration> {
+        self.inner.keep_alive(lease).await
+    }
+    async fn deregister(
+        &self,
+        lease: &autocluster_plugin::Lease,
+    ) -> autocluster_plugin::Result<()> {
+        self.inner.deregister(lease).await
+    }
+    async fn snapshot(&self) -> autocluster_plugin::Result<autocluster_plugin::Snapshot> {
+        self.inner.snapshot().await
+    }
+    fn watch(
+        &self,
+        after: autocluster_plugin::Revision,
+    ) -> autocluster_plugin::BoxStream<autocluster_plugin::Result<autocluster_plugin::WatchBatch>>
+    {
+        use futures::StreamExt;
+        let changes = self.inner.watch(after);
+        if !self.notices {
+            if self.opened.fetch_add(1, Ordering::Relaxed) > 0 {
+                return futures::stream::pending().boxed();
+            }
+            return changes;
+        }
+        let ticks = futures::stream::unfold(
+            tokio::time::interval(PROGRESS_EVERY),
+            move |mut i| async move {
+                i.tick().await;
+                let notice = autocluster_plugin::WatchBatch {
+                    revision: after,
+                    changes: vec![],
+                };
+                Some((Ok(notice), i))
+            },
+        );
+        futures::stream::select(changes, ticks).boxed()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watch_that_goes_quiet_is_not_live_and_is_reopened() {
+    let t = mem();
+    let an = name("a@127.0.0.1");
+    let quiet = std::sync::Arc::new(Progressing {
+        inner: t.server.backend(TTL),
+        notices: false,
+        opened: Default::default(),
+    });
+    let a = Node::start_with(quiet.clone(), t.engine_config(&an));
+    a.wait_for_running(&["a@127.0.0.1"], PATIENCE).await;
+    a.wait_fresh(PATIENCE).await;
+    // No change and no notice: after three progress periods the view is not live, and the
+    // watch is opened again; that keeps happening while it stays quiet.
+    let mut rx = a.cluster.watch();
+    tokio::time::timeout(PROGRESS_EVERY * 4, rx.wait_for(|v| v.stale))
+        .await
+        .expect("a silent watch makes the view stale")
+        .ok();
+    tokio::time::sleep(PROGRESS_EVERY * 10).await;
+    let silences = a.cluster.stats().watch_silences.load(Ordering::Relaxed);
+    assert!(silences >= 2, "{silences} silences noticed");
+    assert!(
+        a.cluster.view().stale,
+        "still not live: the watch says nothing"
+    );
+    assert!(quiet.inner.calls("watch") > silences, "reopened each time");
+    assert_eq!(a.lefts_of("a@127.0.0.1"), 0, "nobody left for it");
+    a.leave().await;
+
+    // The same with notices: never silent.
+    let t = mem();
+    let b = Node::start_with(
+        std::sync::Arc::new(Progressing {
+            inner: t.server.backend(TTL),
+            notices: true,
+            opened: Default::default(),
+        }),
+        t.engine_config(&name("b@127.0.0.1")),
+    );
+    b.wait_fresh(PATIENCE).await;
+    tokio::time::sleep(PROGRESS_EVERY * 30).await;
+    assert_eq!(b.cluster.stats().watch_silences.load(Ordering::Relaxed), 0);
+    assert!(!b.cluster.view().stale);
+    b.leave().await;
+}

@@ -251,6 +251,10 @@ pub struct Health {
     /// ready again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
+    /// The kind of the backend's error that failed the engine (`"config"`, `"conflict"`:
+    /// another live node holds this node's name); none when a task died.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_kind: Option<ErrorKind>,
 }
 
 impl Health {

@@ -22,7 +22,7 @@ enum Ended {
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut backoff = Backoff::new(shared.config.backoff_min, shared.config.backoff_max);
     if let Err(e) = super::check_metadata(&shared.config.registration, &shared.backend) {
-        shared.fail(format!("this node cannot register: {e}"));
+        shared.fail(format!("this node cannot register: {e}"), Some(e.kind()));
         return;
     }
     loop {
@@ -49,7 +49,7 @@ async fn register(shared: &Shared, backoff: &mut Backoff) -> Option<Lease> {
         match attempt {
             Ok(lease) => break lease,
             Err(e) if !e.is_retryable() => {
-                shared.fail(format!("this node cannot register: {e}"));
+                shared.fail(format!("this node cannot register: {e}"), Some(e.kind()));
                 return None;
             }
             Err(_) => {
@@ -155,7 +155,10 @@ async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> End
 /// The backend refused the registration for good: the engine fails (not ready, with the
 /// reason) and this node leaves.
 async fn refused(shared: &Shared, lease: &Lease, e: autocluster_plugin::Error) -> Ended {
-    shared.fail(format!("the backend refuses this node's registration: {e}"));
+    shared.fail(
+        format!("the backend refuses this node's registration: {e}"),
+        Some(e.kind()),
+    );
     deregister(shared, lease).await;
     Ended::Stopped
 }

@@ -189,13 +189,14 @@ impl Shared {
 
     /// The engine cannot go on: a task panicked or ended on its own. Readiness turns false
     /// with the reason, and the engine stops (deregistering).
-    pub fn fail(&self, why: String) {
+    pub fn fail(&self, why: String, kind: Option<autocluster_plugin::ErrorKind>) {
         let shown = Escaped::new(&why).max(1024);
         tracing::error!("{shown}; this node leaves the cluster");
         self.stats.task_failure();
         self.health.send_modify(|h| {
             if h.failed.is_none() {
                 h.failed = Some(why);
+                h.failed_kind = kind;
             }
         });
         self.cancel.cancel();

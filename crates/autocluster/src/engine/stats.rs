@@ -27,6 +27,8 @@ pub struct Stats {
     pub registrations: AtomicU64,
     /// Full resyncs after a gap or compaction.
     pub resyncs: AtomicU64,
+    /// Watches reopened because they said nothing for several progress periods.
+    pub watch_silences: AtomicU64,
     /// Engine tasks that panicked or ended unexpectedly.
     pub task_failures: AtomicU64,
 }

@@ -61,7 +61,7 @@ async fn watch(shared: Arc<Shared>, mut set: JoinSet<()>, names: HashMap<Id, &'s
             Err(e) => (e.id(), format!("panicked: {}", panic_message(e))),
         };
         let name = names.get(&id).copied().unwrap_or("unknown");
-        shared.fail(format!("the engine's {name} task {why}"));
+        shared.fail(format!("the engine's {name} task {why}"), None);
         if name == "registration" {
             // Nobody else deregisters: do it here, bounded like every call.
             let lease = *shared.lease.borrow();

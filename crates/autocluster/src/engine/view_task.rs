@@ -50,7 +50,13 @@ pub(crate) struct ViewTask {
     last_lease: Option<u64>,
     /// Observation batches received (the revision of an observed view).
     observed: u64,
+    /// For a backend that promises a progress notice every `progress_every`: when the open
+    /// stream has been silent too long to count as live.
+    silent_at: Option<Instant>,
 }
+
+/// How many progress notices in a row may be missed before a watch counts as silent.
+const SILENT_AFTER_NOTICES: u32 = 3;
 
 /// Runs the view task until the engine is cancelled.
 pub(crate) async fn run(shared: Arc<Shared>, mut probes: mpsc::Receiver<(NodeName, Status)>) {
@@ -60,6 +66,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut probes: mpsc::Receiver<(NodeNam
     loop {
         let ask_at = task.next.map(|(at, _)| at);
         let deadline = task.table.next_deadline();
+        let silent_at = task.silent_at.filter(|_| task.stream.is_some());
         tokio::select! {
             _ = shared.cancel.cancelled() => return,
             _ = sleep_until(ask_at.unwrap_or_else(Instant::now)), if ask_at.is_some() => {
@@ -74,6 +81,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut probes: mpsc::Receiver<(NodeNam
             },
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 task.on_deadline();
+            }
+            _ = sleep_until(silent_at.unwrap_or_else(Instant::now)), if silent_at.is_some() => {
+                task.on_silence();
             }
             Some((node, status)) = probes.recv() => task.on_probe(&node, status),
             Ok(()) = lease_rx.changed() => {
@@ -107,6 +117,7 @@ impl ViewTask {
             live: false,
             last_lease: None,
             observed: 0,
+            silent_at: None,
             caps,
             shared,
         }
@@ -140,6 +151,36 @@ impl ViewTask {
     fn open_stream(&mut self, stream: BoxStream<Result<WatchBatch>>) {
         self.live = false;
         self.stream = Some(stream);
+        self.expect_word();
+    }
+
+    /// The stream must say something (a change or a progress notice) within a few
+    /// `progress_every`, or it counts as silent.
+    fn expect_word(&mut self) {
+        self.silent_at = self
+            .caps
+            .progress_every
+            .map(|every| Instant::now() + every * SILENT_AFTER_NOTICES);
+    }
+
+    /// The watch said nothing for several progress periods: whatever it claims, the view is
+    /// not being read live. Reopen it from the last revision (a watch that fell behind
+    /// history then says `Compacted`, and the view resyncs).
+    fn on_silence(&mut self) {
+        let every = self.caps.progress_every.unwrap_or_default();
+        tracing::warn!(
+            "the watch said nothing for {:?} ({SILENT_AFTER_NOTICES} progress periods of {every:?}); reopening it from revision {}",
+            every * SILENT_AFTER_NOTICES,
+            self.table.revision().0
+        );
+        self.shared
+            .stats
+            .watch_silences
+            .fetch_add(1, Ordering::Relaxed);
+        self.stream = None;
+        self.live = false;
+        self.silent_at = None;
+        self.next = Some((Instant::now(), Ask::Watch));
     }
 
     fn on_snapshot(&mut self, mut snapshot: Snapshot) {
@@ -181,6 +222,7 @@ impl ViewTask {
     }
 
     fn on_batch(&mut self, batch: WatchBatch) {
+        self.expect_word();
         if !self.live {
             self.shared.record_success("watch");
             self.live = true;
@@ -242,8 +284,10 @@ impl ViewTask {
     fn refused(&mut self, e: Error) {
         self.live = false;
         self.next = None;
-        self.shared
-            .fail(format!("the backend refuses to give the view: {e}"));
+        self.shared.fail(
+            format!("the backend refuses to give the view: {e}"),
+            Some(e.kind()),
+        );
     }
 
     fn stream_operation(&self) -> &'static str {
