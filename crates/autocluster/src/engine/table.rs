@@ -185,29 +185,7 @@ impl Table {
         }
         let was_vanishing = self.vanishing.remove(&node) || after_gap;
         let Some(current) = self.view.members.get(&node) else {
-            let status = if self.candidates_only {
-                Status::Stopped
-            } else {
-                Status::Running
-            };
-            if status == Status::Running {
-                out.push(event(
-                    EventKind::Joined,
-                    member.clone(),
-                    None,
-                    None,
-                    revision,
-                ));
-            }
-            self.view.members.insert(
-                node,
-                Arc::new(MemberEntry {
-                    member,
-                    status,
-                    since: SystemTime::now(),
-                    vanishing: false,
-                }),
-            );
+            self.insert_new(member, revision, out);
             return;
         };
         // The entry is shared with the views already published: replace it rather than
@@ -226,31 +204,7 @@ impl Table {
             current.since
         };
         if running && changed {
-            let previous = current.member.clone();
-            if restarted {
-                out.push(event(
-                    EventKind::Left,
-                    previous,
-                    None,
-                    Some(LeftReason::Restarted),
-                    revision,
-                ));
-                out.push(event(
-                    EventKind::Joined,
-                    member.clone(),
-                    None,
-                    None,
-                    revision,
-                ));
-            } else {
-                out.push(event(
-                    EventKind::Updated,
-                    member.clone(),
-                    Some(previous),
-                    None,
-                    revision,
-                ));
-            }
+            change_events(current.member.clone(), &member, restarted, revision, out);
         }
         let entry = MemberEntry {
             member,
@@ -262,6 +216,34 @@ impl Table {
         if **current != entry {
             self.view.members.insert(node, Arc::new(entry));
         }
+    }
+
+    /// A node seen for the first time: running (and joined) unless this table holds
+    /// candidates, which run only once a probe says so.
+    fn insert_new(&mut self, member: Member, revision: Revision, out: &mut Vec<Event>) {
+        let status = if self.candidates_only {
+            Status::Stopped
+        } else {
+            Status::Running
+        };
+        if status == Status::Running {
+            out.push(event(
+                EventKind::Joined,
+                member.clone(),
+                None,
+                None,
+                revision,
+            ));
+        }
+        self.view.members.insert(
+            member.node.clone(),
+            Arc::new(MemberEntry {
+                member,
+                status,
+                since: SystemTime::now(),
+                vanishing: false,
+            }),
+        );
     }
 
     fn remove(
@@ -302,6 +284,41 @@ fn event(
         reason,
         revision,
         at: SystemTime::now(),
+    }
+}
+
+/// The events a running member's new registration gives: a restart we did not see leave is
+/// a `left` of the old life and a `joined` of the new one; anything else is one `updated`.
+fn change_events(
+    previous: Member,
+    member: &Member,
+    restarted: bool,
+    revision: Revision,
+    out: &mut Vec<Event>,
+) {
+    if restarted {
+        out.push(event(
+            EventKind::Left,
+            previous,
+            None,
+            Some(LeftReason::Restarted),
+            revision,
+        ));
+        out.push(event(
+            EventKind::Joined,
+            member.clone(),
+            None,
+            None,
+            revision,
+        ));
+    } else {
+        out.push(event(
+            EventKind::Updated,
+            member.clone(),
+            Some(previous),
+            None,
+            revision,
+        ));
     }
 }
 
