@@ -5,4 +5,5 @@
 
 pub mod fixtures;
 pub mod memory;
+pub mod nemesis;
 pub mod suite;

@@ -1,0 +1,343 @@
+//! The nemesis checker, tested on planted histories: a clean one passes with every property
+//! checked; each planted fault (a false leave, a lagging view, a duplicated join, a stray
+//! key, a crash nobody saw, a ready answer while cut off) fails it, naming the property, the
+//! agent, the window and the seed.
+
+use autocluster_testkit::nemesis::checker::check;
+use autocluster_testkit::nemesis::history::{
+    self, AgentState, Entry, HistoryWriter, Members, Record,
+};
+
+const SEED: u64 = 42;
+const A: &str = "a@127.0.0.1";
+const B: &str = "b@127.0.0.1";
+const C: &str = "c@127.0.0.1";
+
+fn at(t_ms: u64, record: Record) -> Entry {
+    Entry { t_ms, record }
+}
+
+fn state(t: u64, down: &[&str], cut: &[&str]) -> Entry {
+    let agents = [A, B, C]
+        .iter()
+        .map(|n| AgentState {
+            name: n.to_string(),
+            live: !down.contains(n),
+            paused: false,
+            connected: !cut.contains(n),
+        })
+        .collect();
+    at(
+        t,
+        Record::State {
+            agents,
+            etcd_calm: true,
+        },
+    )
+}
+
+fn event(t: u64, observer: &str, event: &str, node: &str, inc: &str) -> Entry {
+    at(
+        t,
+        Record::Event {
+            observer: observer.into(),
+            event: event.into(),
+            node: node.into(),
+            incarnation: inc.into(),
+            reason: None,
+        },
+    )
+}
+
+fn members(list: &[(&str, &str)]) -> Members {
+    list.iter()
+        .map(|(n, i)| (n.to_string(), i.to_string()))
+        .collect()
+}
+
+fn view(t: u64, observer: &str, list: &[(&str, &str)]) -> Entry {
+    at(
+        t,
+        Record::View {
+            observer: observer.into(),
+            members: members(list),
+        },
+    )
+}
+
+fn fault(t: u64, fault: &str, target: &str) -> Entry {
+    at(
+        t,
+        Record::Fault {
+            fault: fault.into(),
+            scope: "agent".into(),
+            target: Some(target.into()),
+        },
+    )
+}
+
+fn heal(t: u64, what: &str, target: Option<&str>) -> Entry {
+    let scope = if target.is_some() { "agent" } else { "all" };
+    at(
+        t,
+        Record::Heal {
+            what: what.into(),
+            scope: scope.into(),
+            target: target.map(String::from),
+        },
+    )
+}
+
+fn ready(t: u64, agent: &str, ready: bool) -> Entry {
+    at(
+        t,
+        Record::Ready {
+            agent: agent.into(),
+            ready,
+        },
+    )
+}
+
+const ALL_OLD: [(&str, &str); 3] = [(A, "1"), (B, "2"), (C, "3")];
+const ALL_NEW: [(&str, &str); 3] = [(A, "1"), (B, "2"), (C, "4")];
+
+/// Three agents; c is killed at 10 s (a and b see it leave), restarted at 14.5 s with a new
+/// incarnation; the round heals at 20 s and everyone converges; b is cut from 25 s to 32 s
+/// and turns unready; a second round heals at 40 s.
+fn clean() -> Vec<Entry> {
+    let mut h = vec![
+        at(
+            0,
+            Record::Start {
+                seed: SEED,
+                backend: "etcd".into(),
+                agents: vec![A.into(), B.into(), C.into()],
+                node_ttl_ms: 3000,
+                grace_ms: 3000,
+                fresh_bound_ms: 3000,
+            },
+        ),
+        state(0, &[], &[]),
+    ];
+    for o in [A, B, C] {
+        h.push(at(100, Record::Subscribed { observer: o.into() }));
+        h.push(ready(150, o, true));
+    }
+    for o in [A, B, C] {
+        for (n, i) in ALL_OLD {
+            h.push(event(200, o, "joined", n, i));
+        }
+        h.push(view(300, o, &ALL_OLD));
+    }
+    h.push(fault(10_000, "kill_agent", C));
+    h.push(state(10_001, &[C], &[]));
+    h.push(ready(10_100, C, false));
+    h.push(event(12_500, A, "left", C, "3"));
+    h.push(event(12_600, B, "left", C, "3"));
+    h.push(view(12_700, A, &ALL_OLD[..2]));
+    h.push(view(12_700, B, &ALL_OLD[..2]));
+    h.push(heal(14_500, "restart_agent", Some(C)));
+    h.push(state(14_501, &[], &[]));
+    h.push(at(14_600, Record::Subscribed { observer: C.into() }));
+    h.push(ready(14_700, C, true));
+    h.push(event(14_650, A, "joined", C, "4"));
+    h.push(event(14_660, B, "joined", C, "4"));
+    for o in [A, B, C] {
+        h.push(view(14_800, o, &ALL_NEW));
+    }
+    h.push(heal(20_000, "all", None));
+    h.push(state(20_001, &[], &[]));
+    h.push(at(
+        21_500,
+        Record::Truth {
+            heal_ms: 20_000,
+            members: members(&ALL_NEW),
+        },
+    ));
+    h.push(at(
+        21_600,
+        Record::EtcdKeys {
+            keys: members(&ALL_NEW),
+        },
+    ));
+    h.push(fault(25_000, "cut_agent", B));
+    h.push(state(25_001, &[], &[B]));
+    h.push(ready(26_500, B, false));
+    h.push(heal(32_000, "reconnect_agent", Some(B)));
+    h.push(state(32_001, &[], &[]));
+    h.push(ready(32_300, B, true));
+    h.push(heal(40_000, "all", None));
+    h.push(state(40_001, &[], &[]));
+    h.push(at(
+        41_500,
+        Record::Truth {
+            heal_ms: 40_000,
+            members: members(&ALL_NEW),
+        },
+    ));
+    h.push(at(
+        41_600,
+        Record::EtcdKeys {
+            keys: members(&ALL_NEW),
+        },
+    ));
+    h.push(at(42_000, Record::End));
+    h.sort_by_key(|e| e.t_ms);
+    h
+}
+
+/// `history` with `extra` lines placed in time order.
+fn planted(extra: Vec<Entry>) -> Vec<Entry> {
+    let mut h = clean();
+    h.extend(extra);
+    h.sort_by_key(|e| e.t_ms);
+    h
+}
+
+#[test]
+fn a_clean_history_passes_with_every_property_checked() {
+    let report = check(&clean());
+    assert!(report.violations.is_empty(), "{report}");
+    assert_eq!(report.seed, SEED);
+    assert_eq!(report.rounds, 2);
+    // 1: three agents at two truths; 2: two leaves; 3: eleven joins; 4: two key reads;
+    // 5: two observers of one crash; 6: one long cut.
+    assert_eq!(report.checks, [6, 2, 11, 2, 2, 1], "{report}");
+}
+
+#[test]
+fn a_history_survives_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.jsonl");
+    let w = HistoryWriter::create(&path).unwrap();
+    let entries = clean();
+    for e in &entries {
+        w.write(e.record.clone());
+    }
+    w.flush().unwrap();
+    let back = history::read(&path).unwrap();
+    let records: Vec<&Record> = back.iter().map(|e| &e.record).collect();
+    assert_eq!(
+        records,
+        entries.iter().map(|e| &e.record).collect::<Vec<_>>()
+    );
+    std::fs::write(&path, "{\"t_ms\":1,\"kind\":\"start\"}\n").unwrap();
+    let err = history::read(&path).unwrap_err().to_string();
+    assert!(err.contains("h.jsonl:1: not a history line"), "{err}");
+}
+
+/// The one violation of a planted history: (property, agent, from, to), and its text.
+fn only(extra: Vec<Entry>) -> (u8, String, u64, u64, String) {
+    let report = check(&planted(extra));
+    assert_eq!(report.violations.len(), 1, "{report}");
+    let v = &report.violations[0];
+    assert_eq!(v.seed, SEED);
+    let text = v.to_string();
+    assert!(text.contains("seed 42"), "{text}");
+    (v.property, v.agent.clone(), v.from_ms, v.to_ms, text)
+}
+
+#[test]
+fn a_false_leave_is_named() {
+    // b was healthy and untouched from the start to its cut at 25 s.
+    let (p, agent, from, to, text) = only(vec![event(18_000, A, "left", B, "2")]);
+    assert_eq!(
+        (p, agent.as_str(), from, to),
+        (2, B, 13_000, 18_000),
+        "{text}"
+    );
+    assert!(
+        text.contains("property 2 (no false leave)") && text.contains(A),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_lagging_view_is_named() {
+    // a's view keeps c's old incarnation until 30 s; the bound is 20 s + 3 + 3 + 1 s.
+    let (p, agent, from, to, text) =
+        only(vec![view(14_900, A, &ALL_OLD), view(30_000, A, &ALL_NEW)]);
+    assert_eq!(
+        (p, agent.as_str(), from, to),
+        (1, A, 20_000, 27_000),
+        "{text}"
+    );
+    assert!(text.contains("only at 30000 ms"), "{text}");
+}
+
+#[test]
+fn a_view_that_never_converges_is_named() {
+    // c's view stays on its old incarnation: both rounds' checks fail.
+    let report = check(&planted(vec![view(14_900, C, &ALL_OLD)]));
+    let got: Vec<(u8, &str, u64)> = report
+        .violations
+        .iter()
+        .map(|v| (v.property, v.agent.as_str(), v.from_ms))
+        .collect();
+    assert_eq!(got, vec![(1, C, 20_000), (1, C, 40_000)], "{report}");
+    assert!(
+        report.violations[0].to_string().contains("never equalled"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_duplicated_join_is_named() {
+    let (p, agent, from, to, text) = only(vec![event(16_000, A, "joined", C, "4")]);
+    assert_eq!(
+        (p, agent.as_str(), from, to),
+        (3, A, 14_650, 16_000),
+        "{text}"
+    );
+    assert!(
+        text.contains("join at 14650 ms and again at 16000 ms"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_key_that_outlives_its_node_is_named() {
+    let mut h = clean();
+    for e in &mut h {
+        if let Record::EtcdKeys { keys } = &mut e.record {
+            if e.t_ms == 41_600 {
+                keys.insert("ghost@127.0.0.1".into(), "9".into());
+            }
+        }
+    }
+    let report = check(&h);
+    assert_eq!(report.violations.len(), 1, "{report}");
+    let v = &report.violations[0];
+    assert_eq!((v.property, v.from_ms), (4, 41_500), "{v}");
+    assert!(
+        v.to_string().contains("ghost@127.0.0.1: live none, key 9"),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_crash_nobody_saw_in_time_is_named() {
+    let h: Vec<Entry> = clean()
+        .into_iter()
+        .filter(|e| !matches!(&e.record, Record::Event { observer, event, .. } if observer == B && event == "left"))
+        .collect();
+    let report = check(&h);
+    assert_eq!(report.violations.len(), 1, "{report}");
+    let v = &report.violations[0];
+    assert_eq!(
+        (v.property, v.agent.as_str(), v.from_ms, v.to_ms),
+        (5, B, 10_000, 14_000),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_ready_answer_while_cut_off_is_named() {
+    let (p, agent, from, to, text) = only(vec![ready(28_000, B, true)]);
+    assert_eq!(
+        (p, agent.as_str(), from, to),
+        (6, B, 25_001, 32_001),
+        "{text}"
+    );
+    assert!(text.contains("still answered ready at 29001 ms"), "{text}");
+}
