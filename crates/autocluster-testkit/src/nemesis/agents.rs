@@ -68,7 +68,11 @@ pub fn http_get(addr: SocketAddr, path: &str, bound: Duration) -> std::io::Resul
 impl AgentProc {
     /// Writes `<dir>/<n>.conf` for `name` with `body` (the backend's lines); not started.
     pub fn new(dir: &Path, name: &str, body: &str) -> AgentProc {
-        let admin = free_addr();
+        AgentProc::with_admin(dir, name, free_addr(), body)
+    }
+
+    /// As [`AgentProc::new`], with its admin endpoint on `admin`.
+    pub fn with_admin(dir: &Path, name: &str, admin: SocketAddr, body: &str) -> AgentProc {
         let file = name.replace(['@', '.'], "_");
         let conf = dir.join(format!("{file}.conf"));
         std::fs::write(

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::agents::{follow_events, poll, AgentProc, Polled};
+use super::agents::{poll, AgentProc, Polled};
 use super::etcd_ops;
 use super::faults::{Dice, Fault};
 use super::history::{HistoryWriter, Members, Record};
@@ -307,87 +307,21 @@ impl EtcdRun {
         Ok(())
     }
 
-    /// Starts agent `i` once the lease of its last life ran out, and follows its events.
-    /// Retries when it exits at once (refused while an old registration still held its
-    /// name).
     async fn restart_agent(&mut self, i: usize) -> io::Result<()> {
         let ttl = self.s.node_ttl;
-        for _attempt in 0..5 {
-            if let Some(down) = self.agents[i].down_at {
-                let ok_at = down + ttl + Duration::from_secs(1);
-                tokio::time::sleep(ok_at.saturating_duration_since(Instant::now())).await;
-            }
-            let a = &mut self.agents[i];
-            a.start(&self.s.bin, &[])?;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if a.exited().is_some() {
-                    a.kill();
-                    break;
-                }
-                if tokio::task::block_in_place(|| a.ready()).is_some() {
-                    follow_events(&a.name, a.admin, &self.history);
-                    return Ok(());
-                }
-                if Instant::now() > deadline {
-                    return Err(io::Error::other(format!(
-                        "{} not ready 30 s after its start; log tail:\n{}",
-                        a.name,
-                        a.log_tail()
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        Err(io::Error::other(format!(
-            "{} exited at every start; log tail:\n{}",
-            self.agents[i].name,
-            self.agents[i].log_tail()
-        )))
+        super::rounds::restart(&mut self.agents[i], &self.s.bin, &[], ttl, &self.history).await
     }
 
-    /// After a round's heal: every agent ready, the truth, the views' convergence awaited,
-    /// the keys read.
+    /// After a round's heal: the truth, the views' convergence awaited, the keys read.
     async fn checkpoint(&mut self, heal_ms: u64) -> io::Result<()> {
-        // A keep-alive period first: an agent resumed at the heal finds out now whether its
-        // lease ran out while it was stopped.
-        tokio::time::sleep(self.s.node_ttl / 3 + Duration::from_millis(500)).await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut truth = Members::new();
-        for a in &self.agents {
-            loop {
-                if let Some(inc) = tokio::task::block_in_place(|| a.ready()) {
-                    truth.insert(a.name.clone(), inc);
-                    break;
-                }
-                if Instant::now() > deadline {
-                    return Err(io::Error::other(format!(
-                        "{} not ready 30 s after the heal; log tail:\n{}",
-                        a.name,
-                        a.log_tail()
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        self.history.write(Record::Truth {
+        super::rounds::truth(
+            &self.agents,
+            &self.views,
+            &self.history,
+            self.s.node_ttl,
             heal_ms,
-            members: truth.clone(),
-        });
-        let bound = self.s.node_ttl * 2 + Duration::from_secs(3);
-        let until = Instant::now() + bound;
-        while Instant::now() < until {
-            let converged = {
-                let views = self.views.lock().unwrap_or_else(|p| p.into_inner());
-                self.agents
-                    .iter()
-                    .all(|a| views.get(&a.name) == Some(&truth))
-            };
-            if converged {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        )
+        .await?;
         let keys = etcd_ops::node_keys(&self.etcd).await?;
         self.history.write(Record::EtcdKeys { keys });
         Ok(())

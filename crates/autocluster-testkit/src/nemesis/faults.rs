@@ -34,6 +34,12 @@ pub enum Fault {
     Garbage,
     /// Values of 100 KB under the node prefix.
     LargeValues,
+    /// Multicast: every packet an agent sends or receives dropped.
+    IsolateAgent,
+    /// Multicast: 5 to 20 % of the packets an agent receives dropped at random.
+    LossAgent,
+    /// Multicast: the agents split in two groups that do not hear each other.
+    Split,
 }
 
 impl Fault {
@@ -54,6 +60,16 @@ impl Fault {
         Fault::LargeValues,
     ];
 
+    /// Every kind for the multicast harness.
+    pub const MCAST: [Fault; 6] = [
+        Fault::KillAgent,
+        Fault::PauseAgent,
+        Fault::LeaveAgent,
+        Fault::IsolateAgent,
+        Fault::LossAgent,
+        Fault::Split,
+    ];
+
     /// Its name in the history (`kill_agent`, ...).
     pub fn name(self) -> &'static str {
         match self {
@@ -70,6 +86,9 @@ impl Fault {
             Fault::Compact => "compact",
             Fault::Garbage => "garbage",
             Fault::LargeValues => "large_values",
+            Fault::IsolateAgent => "isolate_agent",
+            Fault::LossAgent => "loss_agent",
+            Fault::Split => "split",
         }
     }
 
@@ -80,7 +99,10 @@ impl Fault {
             | Fault::PauseAgent
             | Fault::LeaveAgent
             | Fault::CutAgent
-            | Fault::BlackholeAgent => "agent",
+            | Fault::BlackholeAgent
+            | Fault::IsolateAgent
+            | Fault::LossAgent => "agent",
+            Fault::Split => "network",
             Fault::Compact | Fault::Garbage | Fault::LargeValues => "data",
             _ => "etcd",
         }
@@ -90,7 +112,8 @@ impl Fault {
     fn weight(self) -> u32 {
         match self {
             Fault::KillAgent | Fault::PauseAgent | Fault::CutAgent | Fault::BlackholeAgent => 4,
-            Fault::LeaveAgent => 3,
+            Fault::LeaveAgent | Fault::IsolateAgent | Fault::LossAgent => 3,
+            Fault::Split => 2,
             Fault::KillMember | Fault::KillLeader => 2,
             Fault::WipeEtcd | Fault::RestartEtcd | Fault::LoseQuorum => 1,
             Fault::Compact | Fault::Garbage | Fault::LargeValues => 2,

@@ -16,7 +16,9 @@
 //! - [`checker`]: the six properties, proved from a history;
 //! - [`faults`]: the kinds of fault and the seeded dice;
 //! - [`agents`]: agent processes, their event streams, the poller of readiness and views;
-//! - `etcd_run`, `etcd_ops`: the etcd harness and what it does to the data.
+//! - `etcd_run`, `etcd_ops`: the etcd harness and what it does to the data;
+//! - `mcast_run`, [`netns`]: the multicast harness and its namespaces;
+//! - `rounds`: what both do after a round's heal.
 
 pub mod agents;
 pub mod checker;
@@ -24,6 +26,9 @@ mod etcd_ops;
 mod etcd_run;
 pub mod faults;
 pub mod history;
+mod mcast_run;
+pub mod netns;
+mod rounds;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -85,4 +90,10 @@ pub struct Outcome {
 /// Runs agents over a three-member etcd cluster with faults, then checks the history.
 pub async fn etcd(s: Settings) -> std::io::Result<Outcome> {
     etcd_run::run(s).await
+}
+
+/// Runs agents over multicast in network namespaces with faults (Linux, root: see
+/// [`netns::Net::available`]), then checks the history. `node_ttl` is the members' TTL.
+pub async fn mcast(s: Settings) -> std::io::Result<Outcome> {
+    mcast_run::run(s).await
 }

@@ -1,263 +1,13 @@
-//! Reads a history ([`super::history`]) and proves the six properties, or names where they
-//! fail: the property, the agent, the time window, and the seed that reproduces the run.
-//!
-//! 1. After each round's heal, every agent's running members equal the truth (names and
-//!    incarnations) within `node_ttl + grace + 1 s` of the heal.
-//! 2. No agent is seen `left` while it was live, running, connected and untouched by any
-//!    fault of its own for the `node_ttl + 2 s` before.
-//! 3. No observer sees one incarnation join twice without a leave between (per stream).
-//! 4. After each round, the node keys in etcd equal the truth (names and leases).
-//! 5. An agent killed (SIGKILL) after 2 s of health is seen `left` by every agent that stayed
-//!    healthy and untouched, within `node_ttl + 1 s`, unless the servers were disturbed.
-//! 6. An agent cut from its backend does not answer ready longer than the freshness bound
-//!    (plus 1 s for the harness's polling) after the cut.
+//! The six properties, each a function over the history and its timeline.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::collections::HashMap;
 
-use super::history::{AgentState, Entry, Members, Record};
+use super::super::history::{Entry, Members, Record};
+use super::timeline::Timeline;
+use super::{Bounds, Violation};
 
 /// Slack for the harness's own latency: polling every 200 ms, reading streams, HTTP.
 const SLACK_MS: u64 = 1000;
-
-/// A property that did not hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    /// 1 to 6, as in the [module](self) documentation.
-    pub property: u8,
-    /// The agent concerned (the observer or the node observed, as `what` says).
-    pub agent: String,
-    /// The window in which it should have held, in ms since the run started.
-    pub from_ms: u64,
-    /// Its end.
-    pub to_ms: u64,
-    /// The seed that reproduces the run.
-    pub seed: u64,
-    /// What happened instead.
-    pub what: String,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "property {} ({}) violated for {} in {}..{} ms (seed {}): {}",
-            self.property,
-            property_name(self.property),
-            self.agent,
-            self.from_ms,
-            self.to_ms,
-            self.seed,
-            self.what
-        )
-    }
-}
-
-/// A short name of property `p`.
-pub fn property_name(p: u8) -> &'static str {
-    match p {
-        1 => "views equal the live set after a heal",
-        2 => "no false leave",
-        3 => "no duplicated join",
-        4 => "etcd keys equal the live set",
-        5 => "a crash is seen in time",
-        6 => "no ready answer with a view older than the bound",
-        _ => "unknown",
-    }
-}
-
-/// What the checker found.
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    /// The run's seed.
-    pub seed: u64,
-    /// Checks made, per property (index 0 is property 1).
-    pub checks: [u64; 6],
-    /// Faults injected, by kind.
-    pub faults: BTreeMap<String, u64>,
-    /// Rounds healed.
-    pub rounds: u64,
-    /// What failed.
-    pub violations: Vec<Violation>,
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let faults: u64 = self.faults.values().sum();
-        writeln!(
-            f,
-            "seed {}: {} rounds, {faults} faults, {} violations",
-            self.seed,
-            self.rounds,
-            self.violations.len()
-        )?;
-        for (kind, n) in &self.faults {
-            writeln!(f, "  fault {kind}: {n}")?;
-        }
-        for (i, n) in self.checks.iter().enumerate() {
-            writeln!(
-                f,
-                "  property {} ({}): {n} checks",
-                i + 1,
-                property_name(i as u8 + 1)
-            )?;
-        }
-        for v in &self.violations {
-            writeln!(f, "  {v}")?;
-        }
-        Ok(())
-    }
-}
-
-/// The run's bounds, from its `start` line.
-#[derive(Debug, Clone, Copy, Default)]
-struct Bounds {
-    seed: u64,
-    ttl: u64,
-    grace: u64,
-    fresh: u64,
-}
-
-/// Every agent's states over time, and the faults aimed at each.
-#[derive(Default)]
-struct Timeline {
-    states: HashMap<String, Vec<(u64, AgentState)>>,
-    /// Times of faults and heals aimed at an agent.
-    touched: HashMap<String, Vec<u64>>,
-    /// Times of faults and heals of the servers (scope `etcd`, and rounds' heals).
-    servers: Vec<u64>,
-    /// Times the etcd state was not calm, as (from, to).
-    unsettled: Vec<(u64, u64)>,
-    subscribed: HashMap<String, Vec<u64>>,
-    ready: HashMap<String, Vec<(u64, bool)>>,
-}
-
-impl Timeline {
-    fn build(entries: &[Entry]) -> Timeline {
-        let mut tl = Timeline::default();
-        let mut calm_since: Option<u64> = Some(0);
-        for e in entries {
-            match &e.record {
-                Record::State { agents, etcd_calm } => {
-                    for a in agents {
-                        tl.states
-                            .entry(a.name.clone())
-                            .or_default()
-                            .push((e.t_ms, a.clone()));
-                    }
-                    match (calm_since, etcd_calm) {
-                        (Some(_), false) => {
-                            tl.unsettled.push((e.t_ms, u64::MAX));
-                            calm_since = None;
-                        }
-                        (None, true) => {
-                            if let Some(last) = tl.unsettled.last_mut() {
-                                last.1 = e.t_ms;
-                            }
-                            calm_since = Some(e.t_ms);
-                        }
-                        _ => {}
-                    }
-                }
-                Record::Fault { scope, target, .. } | Record::Heal { scope, target, .. } => {
-                    if scope == "etcd" || scope == "all" {
-                        tl.servers.push(e.t_ms);
-                    }
-                    if let (Some(t), "agent") = (target, scope.as_str()) {
-                        tl.touched.entry(t.clone()).or_default().push(e.t_ms);
-                    }
-                }
-                Record::Subscribed { observer } => {
-                    tl.subscribed
-                        .entry(observer.clone())
-                        .or_default()
-                        .push(e.t_ms);
-                }
-                Record::Ready { agent, ready } => {
-                    tl.ready
-                        .entry(agent.clone())
-                        .or_default()
-                        .push((e.t_ms, *ready));
-                }
-                _ => {}
-            }
-        }
-        tl
-    }
-
-    /// Whether `agent` was healthy for all of `from..=to`, and no fault of its own touched
-    /// it then.
-    fn steady(&self, agent: &str, from: u64, to: u64) -> bool {
-        let Some(states) = self.states.get(agent) else {
-            return false;
-        };
-        let at_from = states.iter().rev().find(|(t, _)| *t <= from);
-        if !at_from.is_some_and(|(_, s)| s.healthy()) {
-            return false;
-        }
-        let later_ok = states
-            .iter()
-            .filter(|(t, _)| *t > from && *t <= to)
-            .all(|(_, s)| s.healthy());
-        let touched = self
-            .touched
-            .get(agent)
-            .is_some_and(|ts| ts.iter().any(|t| (from..=to).contains(t)));
-        later_ok && !touched
-    }
-
-    /// Whether the servers were disturbed at any time in `from..=to`.
-    fn servers_disturbed(&self, from: u64, to: u64) -> bool {
-        self.servers.iter().any(|t| (from..=to).contains(t))
-            || self.unsettled.iter().any(|(a, b)| *a <= to && *b >= from)
-    }
-
-    /// Whether `observer`'s current stream began before `t`, and lasted until `until`.
-    fn subscribed_through(&self, observer: &str, t: u64, until: u64) -> bool {
-        self.subscribed.get(observer).is_some_and(|ts| {
-            ts.iter().any(|s| *s <= t) && !ts.iter().any(|s| *s > t && *s <= until)
-        })
-    }
-}
-
-/// Checks a whole history.
-pub fn check(entries: &[Entry]) -> Report {
-    let mut b = Bounds::default();
-    let mut report = Report::default();
-    for e in entries {
-        match &e.record {
-            Record::Start {
-                seed,
-                node_ttl_ms,
-                grace_ms,
-                fresh_bound_ms,
-                ..
-            } => {
-                b = Bounds {
-                    seed: *seed,
-                    ttl: *node_ttl_ms,
-                    grace: *grace_ms,
-                    fresh: *fresh_bound_ms,
-                };
-            }
-            Record::Fault { fault, .. } => *report.faults.entry(fault.clone()).or_default() += 1,
-            Record::Heal { what, .. } if what == "all" => report.rounds += 1,
-            _ => {}
-        }
-    }
-    report.seed = b.seed;
-    let tl = Timeline::build(entries);
-    let mut found = Vec::new();
-    report.checks[0] = converged(entries, &b, &mut found);
-    report.checks[1] = no_false_leave(entries, &b, &tl, &mut found);
-    report.checks[2] = no_double_join(entries, &b, &mut found);
-    report.checks[3] = keys_match(entries, &b, &mut found);
-    report.checks[4] = crashes_seen(entries, &b, &tl, &mut found);
-    report.checks[5] = fresh_when_ready(entries, &b, &tl, &mut found);
-    found.sort_by_key(|v| (v.from_ms, v.property));
-    report.violations = found;
-    report
-}
 
 fn show(members: &Members) -> String {
     let parts: Vec<String> = members.iter().map(|(n, i)| format!("{n}={i}")).collect();
@@ -265,7 +15,7 @@ fn show(members: &Members) -> String {
 }
 
 /// Property 1.
-fn converged(entries: &[Entry], b: &Bounds, out: &mut Vec<Violation>) -> u64 {
+pub(crate) fn converged(entries: &[Entry], b: &Bounds, out: &mut Vec<Violation>) -> u64 {
     let mut checks = 0;
     for (i, e) in entries.iter().enumerate() {
         let Record::Truth { heal_ms, members } = &e.record else {
@@ -332,7 +82,12 @@ fn converged(entries: &[Entry], b: &Bounds, out: &mut Vec<Violation>) -> u64 {
 }
 
 /// Property 2.
-fn no_false_leave(entries: &[Entry], b: &Bounds, tl: &Timeline, out: &mut Vec<Violation>) -> u64 {
+pub(crate) fn no_false_leave(
+    entries: &[Entry],
+    b: &Bounds,
+    tl: &Timeline,
+    out: &mut Vec<Violation>,
+) -> u64 {
     let mut checks = 0;
     for e in entries {
         let Record::Event {
@@ -369,7 +124,7 @@ fn no_false_leave(entries: &[Entry], b: &Bounds, tl: &Timeline, out: &mut Vec<Vi
 }
 
 /// Property 3.
-fn no_double_join(entries: &[Entry], b: &Bounds, out: &mut Vec<Violation>) -> u64 {
+pub(crate) fn no_double_join(entries: &[Entry], b: &Bounds, out: &mut Vec<Violation>) -> u64 {
     let mut checks = 0;
     // Per observer's stream: node -> the incarnation it last joined (or was updated to).
     let mut joined: HashMap<String, HashMap<String, (String, u64)>> = HashMap::new();
@@ -423,7 +178,7 @@ fn no_double_join(entries: &[Entry], b: &Bounds, out: &mut Vec<Violation>) -> u6
 }
 
 /// Property 4.
-fn keys_match(entries: &[Entry], b: &Bounds, out: &mut Vec<Violation>) -> u64 {
+pub(crate) fn keys_match(entries: &[Entry], b: &Bounds, out: &mut Vec<Violation>) -> u64 {
     let mut checks = 0;
     let mut truth: Option<(u64, &Members)> = None;
     for e in entries {
@@ -464,7 +219,12 @@ fn keys_match(entries: &[Entry], b: &Bounds, out: &mut Vec<Violation>) -> u64 {
 }
 
 /// Property 5.
-fn crashes_seen(entries: &[Entry], b: &Bounds, tl: &Timeline, out: &mut Vec<Violation>) -> u64 {
+pub(crate) fn crashes_seen(
+    entries: &[Entry],
+    b: &Bounds,
+    tl: &Timeline,
+    out: &mut Vec<Violation>,
+) -> u64 {
     let mut checks = 0;
     let bound = b.ttl + 1000;
     for e in entries {
@@ -513,9 +273,8 @@ fn crashes_seen(entries: &[Entry], b: &Bounds, tl: &Timeline, out: &mut Vec<Viol
 }
 
 /// Property 6.
-fn fresh_when_ready(entries: &[Entry], b: &Bounds, tl: &Timeline, out: &mut Vec<Violation>) -> u64 {
+pub(crate) fn fresh_when_ready(b: &Bounds, tl: &Timeline, out: &mut Vec<Violation>) -> u64 {
     let mut checks = 0;
-    let _ = entries;
     for (agent, states) in &tl.states {
         // Intervals cut off: live, running, not connected.
         let mut cut_from: Option<u64> = None;
