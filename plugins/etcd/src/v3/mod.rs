@@ -38,6 +38,8 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct EtcdBackend {
     shared: Arc<Shared>,
     keeper: Mutex<Option<Keeper>>,
+    /// Leases granted for a registration whose claim got no answer (see `registration.rs`).
+    unanswered: registration::Unanswered,
     /// The node this backend was built for: its watch also follows the node's clash marker.
     me: Option<NodeName>,
 }
@@ -63,6 +65,7 @@ impl EtcdBackend {
                 attempts: Attempts::default(),
             }),
             keeper: Mutex::new(None),
+            unanswered: Default::default(),
             me: None,
         }
     }
@@ -81,6 +84,7 @@ impl EtcdBackend {
         EtcdBackend {
             shared: self.shared.clone(),
             keeper: Mutex::new(None),
+            unanswered: Default::default(),
             me: None,
         }
     }

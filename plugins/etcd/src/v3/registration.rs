@@ -2,6 +2,10 @@
 //! other live lease holds the key (one transaction). A key held by another lease is never
 //! taken over: the caller gets a `Conflict` naming the holder, and leaves a marker the holder
 //! logs (see [`crate::clash`]).
+//!
+//! A claim can be applied by etcd and its answer lost (a timeout, a connection reset): the
+//! key is then held by a lease this backend granted. The next attempt finds it so, and adopts
+//! that lease instead of refusing its own registration as another process's.
 
 use std::time::Duration;
 
@@ -13,6 +17,31 @@ use etcd_client::{
 use super::{EtcdBackend, CLEANUP_TIMEOUT};
 use crate::clash;
 use crate::keys::encode_value;
+
+/// How many unanswered leases a backend remembers (each expires within `node_ttl` anyway).
+const UNANSWERED: usize = 8;
+
+/// Leases this backend granted for a registration whose claim got no answer: the claim may
+/// have been applied, so a key held by one of them is this backend's own.
+#[derive(Debug, Default)]
+pub(super) struct Unanswered(std::sync::Mutex<Vec<i64>>);
+
+impl Unanswered {
+    fn remember(&self, id: i64) {
+        let mut ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.len() == UNANSWERED {
+            ids.remove(0);
+        }
+        ids.push(id);
+    }
+
+    /// Whether `id` is one of them; forgets it.
+    fn take(&self, id: i64) -> bool {
+        let mut ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let found = ids.iter().position(|&x| x == id);
+        found.map(|i| ids.remove(i)).is_some()
+    }
+}
 
 /// What a claim of the node's key found.
 enum Claim {
@@ -39,13 +68,30 @@ impl EtcdBackend {
                 id: id as u64,
                 ttl: Duration::from_secs(grant.ttl().max(1) as u64),
             }),
+            Ok(Claim::HeldBy(holder)) if self.unanswered.take(holder) => {
+                // Our own earlier attempt was applied; its answer was lost. Keep that lease.
+                self.revoke_quietly(id).await;
+                tracing::info!(
+                    backend = crate::NAME,
+                    lease = format_args!("{holder:x}"),
+                    "an earlier registration attempt was applied although its answer was lost; \
+                     keeping its lease"
+                );
+                Ok(Lease {
+                    id: holder as u64,
+                    ttl: Duration::from_secs(grant.ttl().max(1) as u64),
+                })
+            }
             Ok(Claim::HeldBy(holder)) => {
                 let e = self.refuse("register", reg, id, holder).await;
                 self.revoke_quietly(id).await;
                 Err(e)
             }
             Err(e) => {
-                // Best effort: the lease would expire by itself anyway.
+                // Best effort: the lease would expire by itself anyway. The claim may have
+                // been applied: if the revoke was lost too, the next attempt finds the key on
+                // this lease.
+                self.unanswered.remember(id);
                 self.revoke_quietly(id).await;
                 Err(e.with_key(key))
             }
@@ -160,5 +206,55 @@ fn claim_of(resp: &TxnResponse) -> Claim {
             None => Claim::HeldBy(0),
         },
         _ => Claim::HeldBy(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autocluster_plugin::{Metadata, Origin, Section};
+    use autocluster_testkit::fixtures::etcd::EtcdServer;
+
+    use crate::config::EtcdConfig;
+
+    /// Nemesis seed 3 (issue 16): a claim applied by etcd whose answer was lost (a timeout
+    /// while a member restarted), and a revoke lost too; the retry found the key on the lost
+    /// attempt's lease and refused its own node as "another process" (the agent exited 2).
+    #[tokio::test]
+    async fn a_key_on_a_lease_whose_claim_was_unanswered_is_adopted_not_refused() {
+        let etcd = EtcdServer::start().await.unwrap();
+        let mut section = Section::new("cluster.etcd");
+        section.set("server", &etcd.endpoint(), Origin::Program);
+        section.set("node_ttl", "10s", Origin::Program);
+        let node = NodeName::parse("n1@127.0.0.1").unwrap();
+        let backend = EtcdBackend::new(EtcdConfig::from_section(&section).unwrap(), "emqxcl")
+            .for_node(node.clone());
+        let reg = Registration {
+            meta: Metadata::of(node.clone()),
+            node,
+        };
+        // The lost attempt: a lease granted, the claim applied, the answer never read.
+        let lost = backend
+            .core()
+            .call(
+                "register",
+                |mut c| async move { c.lease_grant(10, None).await },
+            )
+            .await
+            .unwrap()
+            .id();
+        assert!(matches!(
+            backend.claim("register", &reg, lost, false).await.unwrap(),
+            Claim::Written
+        ));
+        backend.unanswered.remember(lost);
+
+        let lease = backend.register_node(&reg).await.unwrap();
+        assert_eq!(lease.id, lost as u64, "the applied attempt's lease is kept");
+
+        // A lease it never granted is still another process's: refused.
+        let other = EtcdBackend::new(EtcdConfig::from_section(&section).unwrap(), "emqxcl");
+        let e = other.register_node(&reg).await.unwrap_err();
+        assert_eq!(e.kind(), autocluster_plugin::ErrorKind::Conflict, "{e}");
     }
 }
