@@ -224,7 +224,7 @@ mod tests {
     async fn a_key_on_a_lease_whose_claim_was_unanswered_is_adopted_not_refused() {
         let etcd = EtcdServer::start().await.unwrap();
         let mut section = Section::new("cluster.etcd");
-        section.set("server", &etcd.endpoint(), Origin::Program);
+        section.set("server", etcd.endpoint(), Origin::Program);
         section.set("node_ttl", "10s", Origin::Program);
         let node = NodeName::parse("n1@127.0.0.1").unwrap();
         let backend = EtcdBackend::new(EtcdConfig::from_section(&section).unwrap(), "emqxcl")
