@@ -78,6 +78,9 @@ pub struct Metadata {
     /// Free-form labels an application adds (`role = core`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Named endpoints the node serves (`mqtt = 10.0.0.5:1883`), `host:port` each.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, String>,
 }
 
 impl Metadata {
@@ -110,6 +113,12 @@ impl Metadata {
     /// With one more label.
     pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// With one more named endpoint (`grpc`, `10.0.0.5:50051`).
+    pub fn with_endpoint(mut self, name: impl Into<String>, addr: impl Into<String>) -> Self {
+        self.endpoints.insert(name.into(), addr.into());
         self
     }
 }

@@ -142,6 +142,9 @@ impl Section {
                 if raw.len() < s.raw.len() {
                     raw.push_str("...");
                 }
+                // A value may hold anything (a control character is what the error may be
+                // about): shown escaped.
+                let raw = crate::log::Escaped::new(raw);
                 format!("{}: {full} = {raw}: {message}", s.origin)
             }
             _ => format!("{full}: {message}"),

@@ -2,20 +2,20 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use autocluster_plugin::{
-    Discovery, Error, ErrorKind, LockToken, Member, Metadata, NodeName, Registration, Result,
+    Discovery, Error, ErrorKind, LockToken, Member, Metadata, NodeName, Result,
 };
 use futures::future::BoxFuture;
 use tokio::sync::{broadcast, watch};
 
+use crate::builder::ClusterBuilder;
+use crate::changes::ViewChange;
 use crate::config::Settings;
-use crate::engine::{Engine, EngineConfig, Prober, Shared, Stats};
-use crate::probe::{
-    probe, probe_addr, Identity, ListenerStats, PeerListener, ProbeOutcome, DEFAULT_PORT,
-};
-use crate::view::{unix_ms, Event, Health, View};
+use crate::engine::{Engine, EngineConfig, Shared, Stats};
+use crate::probe::ListenerStats;
+use crate::view::{Event, Health, View};
 
 /// A running membership: this node registered through its backend, and a live view of the
 /// others.
@@ -35,7 +35,7 @@ pub struct Cluster {
     engine: Engine,
     shared: Arc<Shared>,
     /// The peer listener's counters, when this node runs one.
-    listener: Option<Arc<ListenerStats>>,
+    pub(crate) listener: Option<Arc<ListenerStats>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -55,35 +55,28 @@ impl Cluster {
     }
 
     /// Starts from loaded settings: builds the backend `cluster.discovery` names and runs the
-    /// engine. Does not wait for the backend: a node starts even when its backend is down, and
-    /// registers once it answers.
+    /// engine, with the labels and endpoints of the configuration and autocluster's version.
+    /// Does not wait for the backend: a node starts even when its backend is down, and
+    /// registers once it answers. [`Cluster::builder`] sets more.
     pub async fn start(settings: &Settings) -> Result<Cluster> {
-        let backend = crate::dispatch::build_backend(settings)?;
-        let mut config = EngineConfig::new(Registration {
-            node: settings.node.clone(),
-            meta: Metadata::of(settings.node.clone())
-                .with_addrs(settings.listen.iter().map(|a| a.to_string()).collect())
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .with_started_at_ms(unix_ms(SystemTime::now())),
-        });
-        config.call_timeout = settings.call_timeout;
-        config.backoff_min = settings.backoff_min;
-        config.backoff_max = settings.backoff_max;
-        config.grace = settings.grace;
-        config.probe_interval = settings.probe_interval;
-        crate::engine::check_metadata(&config.registration, &backend)?;
-        let mut extra: Vec<(&'static str, BoxFuture<'static, ()>)> = Vec::new();
-        let mut listener_stats = None;
-        if backend.capabilities().candidates_only {
-            let (listener, prober) = peer_listener_and_prober(settings).await?;
-            config.registration.meta.addrs = vec![listener.local_addr().to_string()];
-            listener_stats = Some(listener.stats());
-            extra.push(("probe listener", Box::pin(listener.run())));
-            config.prober = Some(prober);
-        }
-        let mut cluster = Cluster::assemble(backend, config, extra);
-        cluster.listener = listener_stats;
-        Ok(cluster)
+        Cluster::builder(settings).start().await
+    }
+
+    /// A builder from loaded settings, where the application adds its own labels, endpoints
+    /// and version before it starts:
+    ///
+    /// ```no_run
+    /// # async fn demo(settings: autocluster::Settings) -> Result<(), autocluster::Error> {
+    /// let cluster = autocluster::Cluster::builder(&settings)
+    ///     .label("role", "api")
+    ///     .endpoint("grpc", "10.0.0.5:50051")
+    ///     .version("myapp 2.1.0")
+    ///     .start()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(settings: &Settings) -> ClusterBuilder {
+        ClusterBuilder::new(settings)
     }
 
     /// Runs the engine over a backend built by the program (your own `Discovery`, or one of
@@ -92,7 +85,7 @@ impl Cluster {
         Cluster::assemble(backend, config, Vec::new())
     }
 
-    fn assemble(
+    pub(crate) fn assemble(
         backend: Arc<dyn Discovery>,
         config: EngineConfig,
         extra: Vec<(&'static str, BoxFuture<'static, ()>)>,
@@ -137,6 +130,32 @@ impl Cluster {
     /// neither.
     pub fn view_and_events(&self) -> (View, broadcast::Receiver<Event>) {
         self.shared.subscribe_with_view()
+    }
+
+    /// The membership as one stream that misses nothing: first a
+    /// [`ViewChange::Snapshot`] of the members now, then every [`ViewChange::Event`] after it
+    /// (an event is in the snapshot or in the stream, never both, never neither). A
+    /// subscriber that falls more than the event capacity behind gets
+    /// [`ViewChange::Lagged`], then a fresh snapshot. The stream ends after [`Cluster::leave`]
+    /// (or when the engine fails), once the last events were given.
+    ///
+    /// ```no_run
+    /// # async fn demo(cluster: &autocluster::Cluster) {
+    /// use futures::StreamExt;
+    /// use autocluster::ViewChange;
+    /// let mut changes = cluster.changes();
+    /// while let Some(change) = changes.next().await {
+    ///     match change {
+    ///         ViewChange::Snapshot(view) => println!("{} members", view.len()),
+    ///         ViewChange::Event(e) => println!("{} {}", e.kind.as_str(), e.node),
+    ///         ViewChange::Lagged(n) => println!("{n} events missed; a snapshot follows"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn changes(&self) -> futures::stream::BoxStream<'static, ViewChange> {
+        crate::changes::changes(self.shared.clone())
     }
 
     /// The engine's health now.
@@ -218,9 +237,69 @@ impl Cluster {
 
     /// Leaves the cluster: deregisters at once (peers see this node go within milliseconds)
     /// and stops. The handle stays readable (the last view) but no longer changes.
+    ///
+    /// Fails when the backend did not take the deregistration (down, or no answer within
+    /// `cluster.call_timeout`): the engine has stopped all the same, and peers see this node
+    /// go when its registration's TTL runs out.
     pub async fn leave(&self) -> Result<()> {
         self.engine.shutdown().await;
-        Ok(())
+        let failed = self
+            .shared
+            .deregister_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match failed {
+            None => Ok(()),
+            Some((kind, why)) => Err(Error::new(
+                kind,
+                format!(
+                    "{} left, but could not deregister (peers see it go when its registration's TTL runs out): {why}",
+                    self.node()
+                ),
+            )
+            .with_backend(self.backend_name())
+            .with_operation("deregister")
+            .with_retryable(false)),
+        }
+    }
+
+    /// The metadata this node registers now: the configuration's and the builder's, with
+    /// every update since.
+    pub fn metadata(&self) -> Metadata {
+        self.shared.own.borrow().meta.clone()
+    }
+
+    /// Changes this node's labels, endpoints or version at run time. `update` edits a copy;
+    /// the result is checked (label keys and values, endpoints, the version, and the size the
+    /// backend carries) and, when it differs, written again under the same registration:
+    /// etcd puts the key again on the same lease, multicast sends it at once in a heartbeat,
+    /// and peers see one [`EventKind::Updated`](crate::EventKind::Updated). Updates in quick
+    /// succession may be written together (one `Updated`). The node's name, addresses and
+    /// start time belong to the engine: changes to them are ignored.
+    ///
+    /// Returns whether the metadata changed. Fails, changing nothing, on a bad or too large
+    /// result, or when the cluster was left.
+    ///
+    /// ```no_run
+    /// # fn demo(cluster: &autocluster::Cluster) -> Result<(), autocluster::Error> {
+    /// cluster.update_metadata(|m| {
+    ///     m.labels.insert("state".into(), "draining".into());
+    ///     m.endpoints.remove("mqtt");
+    /// })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn update_metadata(&self, update: impl FnOnce(&mut Metadata)) -> Result<bool> {
+        if self.shared.cancel.is_cancelled() {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "{} has left the cluster: its metadata no longer changes",
+                    self.node()
+                ),
+            ));
+        }
+        self.shared.update_registration(update)
     }
 }
 
@@ -230,66 +309,6 @@ impl Cluster {
     pub fn abandon(&self) {
         self.engine.abort();
     }
-}
-
-/// For backends that list candidates only: listen on `node.listen` (default: the host of
-/// `node.name`, port 4370) so peers can prove this node runs, and probe candidates the same
-/// way.
-async fn peer_listener_and_prober(settings: &Settings) -> Result<(PeerListener, Prober)> {
-    let me = Identity::new(
-        settings.node.clone(),
-        settings.cluster_name.clone(),
-        settings.cookie.clone(),
-    );
-    let listen = match settings.listen {
-        Some(a) => a,
-        None => probe_addr(&Member::bare(settings.node.clone()), DEFAULT_PORT)
-            .await
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    format!(
-                        "node.listen is not set and the host of node.name ({}) does not resolve; \
-                         set node.listen = ip:port",
-                        settings.node.host()
-                    ),
-                )
-                .with_key("node.listen")
-            })?,
-    };
-    let listener = PeerListener::bind(listen, me.clone()).await.map_err(|e| {
-        Error::new(
-            ErrorKind::Config,
-            format!("cannot listen for peer probes on {listen} (node.listen): {e}"),
-        )
-        .with_key("node.listen")
-        .with_source(e)
-    })?;
-    tracing::info!(%listen, "peer probe listener up");
-    let port = listen.port();
-    let timeout = settings.call_timeout;
-    let me = Arc::new(me);
-    let prober: Prober = Arc::new(move |member: Member| {
-        let me = me.clone();
-        Box::pin(async move {
-            let Some(addr) = probe_addr(&member, port).await else {
-                tracing::debug!(node = %member.node, "no address to probe");
-                return false;
-            };
-            let outcome = probe(&me, &member.node, addr, timeout).await;
-            match &outcome {
-                ProbeOutcome::Running => {}
-                ProbeOutcome::Unreachable(why) => {
-                    tracing::debug!(node = %member.node, %addr, "not running: {why}")
-                }
-                other => {
-                    tracing::warn!(node = %member.node, %addr, "not counted as running: {other}")
-                }
-            }
-            outcome.is_running()
-        })
-    });
-    Ok((listener, prober))
 }
 
 /// A held cluster lock. Release it with [`ClusterLock::unlock`]; dropping it releases it in

@@ -23,16 +23,21 @@
 #[cfg(feature = "bench-support")]
 #[doc(hidden)]
 pub mod bench_support;
+mod builder;
+mod changes;
 mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod engine;
+pub mod metadata;
 pub mod probe;
 mod report;
 mod view;
 
 pub use autocluster_plugin as plugin;
 pub use autocluster_plugin::{Error, ErrorKind, Member, Metadata, NodeName};
+pub use builder::ClusterBuilder;
+pub use changes::ViewChange;
 pub use cluster::{Cluster, ClusterLock};
 pub use config::{ConfigError, Settings};
 pub use engine::EngineConfig;

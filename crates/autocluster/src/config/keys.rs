@@ -69,6 +69,18 @@ pub(super) static KEYS: &[KeySpec] = &[
         Derived("the host of node.name, port 4370"),
         "Address of this node's peer listener, probed by static and dns peers",
     ),
+    spec(
+        "node.labels.*",
+        Kind::Label,
+        DefaultValue::None,
+        "A label this node carries, node.labels.<key> = <value> (node.labels.zone = eu-1), seen by every peer",
+    ),
+    spec(
+        "node.advertise.*",
+        Kind::Endpoint,
+        DefaultValue::None,
+        "A named endpoint this node serves, node.advertise.<name> = <host:port> (node.advertise.mqtt = 10.0.0.5:1883), seen by every peer",
+    ),
     // ---- cluster
     spec(
         "cluster.name",

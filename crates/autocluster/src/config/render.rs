@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use autocluster_plugin::{Origin, Setting};
 
-use super::schema::{known_keys, DefaultValue, KeySpec, DISCOVERY};
+use super::schema::{known_keys, DefaultValue, KeySpec, Kind, DISCOVERY};
 use super::Settings;
 
 impl Settings {
@@ -20,6 +20,15 @@ impl Settings {
         let backend = format!("cluster.{}.", self.discovery);
         let mut rows: Vec<(String, String)> = Vec::new();
         for spec in known_keys() {
+            if spec.is_pattern() && matches!(spec.kind, Kind::Label | Kind::Endpoint) {
+                // The labels and endpoints set (values are checked: no control characters).
+                for (key, s) in &self.values {
+                    if spec.matches(key) && !s.raw.is_empty() {
+                        rows.push((format!("{key} = {}", shown(s)), origin(&s.origin)));
+                    }
+                }
+                continue;
+            }
             if spec.is_pattern() || spec.no_effect || spec.alias_of.is_some() {
                 continue;
             }

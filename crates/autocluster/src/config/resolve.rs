@@ -45,6 +45,8 @@ pub(super) fn resolve(loaded: Loaded, name: Option<&str>) -> Result<Settings, Co
         backoff_max: need_dur("cluster.backoff_max")?,
         grace: dur("cluster.grace"),
         probe_interval: need_dur("cluster.probe_interval")?,
+        labels: under(&values, "node.labels."),
+        endpoints: under(&values, "node.advertise."),
         warnings: warnings.into_sorted(),
         no_effect: no_effect.into_sorted(),
         source: None,
@@ -72,6 +74,10 @@ fn classify(
             }
             Some(spec) => {
                 s.secret = spec.secret;
+                if let Err(why) = validate::check_key(spec, &key) {
+                    problems.push(&s.origin, located(&key, &s, &why));
+                    continue;
+                }
                 match validate::check(spec, &s.raw) {
                     Ok(v) => s.raw = v,
                     Err(why) => problems.push(&s.origin, located(&key, &s, &why)),
@@ -198,6 +204,16 @@ fn foreign_key(key: &str, s: &Setting) -> String {
         "{}: {key} is not an autocluster key, left to the application{hint}",
         s.origin
     )
+}
+
+/// The non-empty values under `prefix`, by the rest of their key.
+fn under(values: &BTreeMap<String, Setting>, prefix: &str) -> BTreeMap<String, String> {
+    values
+        .range(prefix.to_string()..)
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .filter(|(_, s)| !s.raw.is_empty())
+        .map(|(k, s)| (k[prefix.len()..].to_string(), s.raw.clone()))
+        .collect()
 }
 
 fn is_set(values: &BTreeMap<String, Setting>, key: &str) -> bool {

@@ -42,6 +42,10 @@ pub enum Kind {
     PortList,
     /// One of a fixed set of words (matched case-insensitively, stored lower-case).
     Enum(&'static [&'static str]),
+    /// A label's value: text without control characters, at most 256 bytes.
+    Label,
+    /// A named endpoint: `host:port`.
+    Endpoint,
 }
 
 impl Kind {
@@ -62,6 +66,8 @@ impl Kind {
             Kind::MulticastGroup => "multicast address",
             Kind::PortList => "port list",
             Kind::Enum(_) => "enum",
+            Kind::Label => "label",
+            Kind::Endpoint => "host:port",
         }
     }
 }

@@ -47,6 +47,10 @@ pub struct Settings {
     pub grace: Option<Duration>,
     /// `cluster.probe_interval`: liveness probe interval of static and dns candidates.
     pub probe_interval: Duration,
+    /// `node.labels.<key>`: the labels this node carries, by key.
+    pub labels: BTreeMap<String, String>,
+    /// `node.advertise.<name>`: the endpoints this node serves (`host:port`), by name.
+    pub endpoints: BTreeMap<String, String>,
     /// Keys that are not ours (an application's, in a shared emqx.conf), left alone, and
     /// other harmless oddities (a key set twice), one located line each.
     pub warnings: Vec<String>,

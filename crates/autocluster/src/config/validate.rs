@@ -73,6 +73,8 @@ pub fn check(spec: &KeySpec, raw: &str) -> Result<String, String> {
                 return Err("expected a list of ports from 1 to 65535 such as 4369, 4370".into());
             }
         }
+        Kind::Label => crate::metadata::check_label_value(raw)?,
+        Kind::Endpoint => crate::metadata::check_endpoint(raw)?,
         Kind::Enum(values) => {
             let lower = raw.to_ascii_lowercase();
             if !values.contains(&lower.as_str()) {
@@ -82,6 +84,24 @@ pub fn check(spec: &KeySpec, raw: &str) -> Result<String, String> {
         }
     }
     Ok(raw.to_string())
+}
+
+/// For a key under a `prefix.*` entry that names something of the user's (a label key, an
+/// endpoint name), checks the name; `Err` says what was expected.
+pub fn check_key(spec: &KeySpec, key: &str) -> Result<(), String> {
+    if !matches!(spec.kind, Kind::Label | Kind::Endpoint) {
+        return Ok(());
+    }
+    let prefix = spec.key.strip_suffix('*').unwrap_or(spec.key);
+    let name = key.strip_prefix(prefix).unwrap_or(key);
+    crate::metadata::check_name(name).map_err(|why| {
+        let what = if spec.kind == Kind::Label {
+            "label key"
+        } else {
+            "endpoint name"
+        };
+        format!("the {what} {name:?}: {why}")
+    })
 }
 
 const URLS: &str =

@@ -104,7 +104,9 @@ pub(crate) fn check_metadata(
         return Err(autocluster_plugin::Error::new(
             autocluster_plugin::ErrorKind::Config,
             format!(
-                "the metadata of {} is {len} bytes as JSON; the {} backend carries at most {max}",
+                "the metadata of {} (its version, labels and endpoints: node.labels.*, \
+                 node.advertise.*) is {len} bytes as JSON; the {} backend carries at most {max}: \
+                 shorten or drop some labels or endpoints",
                 registration.node,
                 backend.name()
             ),

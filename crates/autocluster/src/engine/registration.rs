@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use autocluster_plugin::log::Escaped;
-use autocluster_plugin::{ErrorKind, Lease};
+use autocluster_plugin::{ErrorKind, Lease, Registration};
+use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, Instant};
 
 use super::backoff::Backoff;
@@ -21,29 +22,36 @@ enum Ended {
 
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut backoff = Backoff::new(shared.config.backoff_min, shared.config.backoff_max);
-    if let Err(e) = super::check_metadata(&shared.config.registration, &shared.backend) {
+    let mut own = shared.own.subscribe();
+    let checked = super::check_metadata(&own.borrow(), &shared.backend);
+    if let Err(e) = checked {
         shared.fail(format!("this node cannot register: {e}"), Some(e.kind()));
         return;
     }
     loop {
-        let Some(lease) = register(&shared, &mut backoff).await else {
+        let Some(lease) = register(&shared, &mut own, &mut backoff).await else {
             return;
         };
         backoff.reset();
-        match keep_alive(&shared, lease, &mut backoff).await {
+        match keep_alive(&shared, lease, &mut own, &mut backoff).await {
             Ended::Lost => set_registered(&shared, None),
             Ended::Stopped => return,
         }
     }
 }
 
-/// Registers, retrying with backoff until it works; `None` when the engine stops first.
-async fn register(shared: &Shared, backoff: &mut Backoff) -> Option<Lease> {
+/// Registers what `own` holds now, retrying with backoff until it works; `None` when the
+/// engine stops first.
+async fn register(
+    shared: &Shared,
+    own: &mut watch::Receiver<Registration>,
+    backoff: &mut Backoff,
+) -> Option<Lease> {
     let backend = &shared.backend;
-    let reg = &shared.config.registration;
     let lease = loop {
+        let reg = own.borrow_and_update().clone();
         let attempt = tokio::select! {
-            r = shared.call("register", backend.register(reg)) => r,
+            r = shared.call("register", backend.register(&reg)) => r,
             _ = shared.cancel.cancelled() => return None,
         };
         match attempt {
@@ -64,7 +72,7 @@ async fn register(shared: &Shared, backoff: &mut Backoff) -> Option<Lease> {
     shared.stats.registrations.fetch_add(1, Ordering::Relaxed);
     tracing::info!(
         backend = backend.name(),
-        node = %reg.node,
+        node = %shared.config.registration.node,
         lease = format_args!("{:x}", lease.id),
         ttl = ?lease.ttl,
         "registered"
@@ -73,14 +81,18 @@ async fn register(shared: &Shared, backoff: &mut Backoff) -> Option<Lease> {
     Some(lease)
 }
 
-/// Renews `lease` every `keep_alive_every` and writes the registration again when the view
-/// task says it is missing (under its own backoff: a registration that is written and then
-/// read back as missing must not become a write loop), until the lease is lost, the backend
-/// refuses for good, or the engine stops.
-async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> Ended {
-    let backend = &shared.backend;
-    let reg = &shared.config.registration;
-    let every = backend.capabilities().keep_alive_every;
+/// Renews `lease` every `keep_alive_every`, and writes the registration again under it when
+/// the view task says it is missing or when this node's metadata changed (under its own
+/// backoff: a registration that is written and then read back as missing must not become a
+/// write loop, and updates in quick succession are written together), until the lease is
+/// lost, the backend refuses for good, or the engine stops.
+async fn keep_alive(
+    shared: &Shared,
+    lease: Lease,
+    own: &mut watch::Receiver<Registration>,
+    backoff: &mut Backoff,
+) -> Ended {
+    let every = shared.backend.capabilities().keep_alive_every;
     let mut last_renewal = Instant::now();
     let mut next = last_renewal + every;
     let mut rewrites = Rewrites::new(shared);
@@ -91,15 +103,17 @@ async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> End
                 rewrites.schedule();
                 continue;
             }
+            Ok(()) = own.changed() => {
+                rewrites.updated = true;
+                if rewrites.due.is_none() {
+                    rewrites.schedule();
+                }
+                continue;
+            }
             _ = sleep_until(rewrites.due.unwrap_or(next)), if rewrites.due.is_some() => {
-                tracing::warn!(node = %reg.node, "this node's registration was deleted; writing it again");
-                let result = shared.call("refresh", backend.refresh(reg, &lease)).await;
-                rewrites.done();
-                match result {
-                    Err(e) if e.kind() == ErrorKind::LeaseLost => return Ended::Lost,
-                    Err(e) if !e.is_retryable() => return refused(shared, &lease, e).await,
-                    // Done, or try again when the view notices again.
-                    _ => continue,
+                match rewrite(shared, &lease, own, &mut rewrites).await {
+                    Some(ended) => return ended,
+                    None => continue,
                 }
             }
             _ = shared.cancel.cancelled() => {
@@ -107,47 +121,111 @@ async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> End
                 return Ended::Stopped;
             }
         }
-        match shared.call("keep_alive", backend.keep_alive(&lease)).await {
-            Ok(_) => {
-                shared.stats.renewals.fetch_add(1, Ordering::Relaxed);
+        match renew(shared, &lease, last_renewal, backoff).await {
+            Renewed::Yes => {
                 last_renewal = Instant::now();
-                backoff.reset();
                 rewrites.quiet_since(last_renewal - every);
-                shared.set_registration_ok(true);
                 next = last_renewal + every;
             }
-            Err(e) => {
-                shared
-                    .stats
-                    .renewal_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                if e.kind() == ErrorKind::LeaseLost {
-                    tracing::warn!(node = %reg.node, lease = format_args!("{:x}", lease.id), "lease lost; registering again");
-                    return Ended::Lost;
-                }
-                if !e.is_retryable() {
-                    return refused(shared, &lease, e).await;
-                }
-                // Keep renewing the same lease until the backend answers: a server that was
-                // down itself kept it (etcd extends leases on restart), and one that expired
-                // it says so (LeaseLost). Registering anew on a timer would give peers a
-                // false leave-and-join.
-                shared.set_registration_ok(false);
-                if e.kind() == ErrorKind::Conflict {
-                    // The keep-alive went out; another process claims this node's name (the
-                    // backend logs it). Keep the cadence: not ready until it is over.
-                    next = Instant::now() + every;
-                    continue;
-                }
-                if last_renewal.elapsed() >= lease.ttl {
-                    tracing::warn!(
-                        node = %reg.node,
-                        "no keep-alive for {:?}: the registration may have expired; still trying",
-                        last_renewal.elapsed()
-                    );
-                }
-                next = Instant::now() + backoff.next_delay().min(every);
+            Renewed::Retry(at) => next = at,
+            Renewed::Ended(ended) => return ended,
+        }
+    }
+}
+
+/// How one keep-alive went.
+enum Renewed {
+    Yes,
+    /// Not renewed; try again at this instant.
+    Retry(Instant),
+    Ended(Ended),
+}
+
+/// One keep-alive of `lease`, renewed last at `last_renewal`.
+async fn renew(
+    shared: &Shared,
+    lease: &Lease,
+    last_renewal: Instant,
+    backoff: &mut Backoff,
+) -> Renewed {
+    let node = &shared.config.registration.node;
+    let every = shared.backend.capabilities().keep_alive_every;
+    match shared
+        .call("keep_alive", shared.backend.keep_alive(lease))
+        .await
+    {
+        Ok(_) => {
+            shared.stats.renewals.fetch_add(1, Ordering::Relaxed);
+            backoff.reset();
+            shared.set_registration_ok(true);
+            Renewed::Yes
+        }
+        Err(e) => {
+            shared
+                .stats
+                .renewal_failures
+                .fetch_add(1, Ordering::Relaxed);
+            if e.kind() == ErrorKind::LeaseLost {
+                tracing::warn!(node = %node, lease = format_args!("{:x}", lease.id), "lease lost; registering again");
+                return Renewed::Ended(Ended::Lost);
             }
+            if !e.is_retryable() {
+                return Renewed::Ended(refused(shared, lease, e).await);
+            }
+            // Keep renewing the same lease until the backend answers: a server that was
+            // down itself kept it (etcd extends leases on restart), and one that expired
+            // it says so (LeaseLost). Registering anew on a timer would give peers a
+            // false leave-and-join.
+            shared.set_registration_ok(false);
+            if e.kind() == ErrorKind::Conflict {
+                // The keep-alive went out; another process claims this node's name (the
+                // backend logs it). Keep the cadence: not ready until it is over.
+                return Renewed::Retry(Instant::now() + every);
+            }
+            if last_renewal.elapsed() >= lease.ttl {
+                tracing::warn!(
+                    node = %node,
+                    "no keep-alive for {:?}: the registration may have expired; still trying",
+                    last_renewal.elapsed()
+                );
+            }
+            Renewed::Retry(Instant::now() + backoff.next_delay().min(every))
+        }
+    }
+}
+
+/// Writes the registration (what `own` holds now) again under `lease`; `Some` when the
+/// registration ended.
+async fn rewrite(
+    shared: &Shared,
+    lease: &Lease,
+    own: &mut watch::Receiver<Registration>,
+    rewrites: &mut Rewrites,
+) -> Option<Ended> {
+    let reg = own.borrow_and_update().clone();
+    if rewrites.updated {
+        tracing::info!(node = %reg.node, "this node's metadata changed; writing its registration again");
+    } else {
+        tracing::warn!(node = %reg.node, "this node's registration was deleted; writing it again");
+    }
+    let result = shared
+        .call("refresh", shared.backend.refresh(&reg, lease))
+        .await;
+    rewrites.done();
+    match result {
+        Ok(()) => {
+            rewrites.updated = false;
+            None
+        }
+        Err(e) if e.kind() == ErrorKind::LeaseLost => Some(Ended::Lost),
+        Err(e) if !e.is_retryable() => Some(refused(shared, lease, e).await),
+        Err(_) => {
+            // A deleted registration is tried again when the view notices again; an update
+            // nobody else notices is tried again after the backoff.
+            if rewrites.updated {
+                rewrites.schedule();
+            }
+            None
         }
     }
 }
@@ -166,6 +244,8 @@ async fn refused(shared: &Shared, lease: &Lease, e: autocluster_plugin::Error) -
 /// When the registration may be written again: at once the first time, then with backoff
 /// while the rewrites keep coming.
 struct Rewrites {
+    /// This node's metadata changed since the registration was last written.
+    updated: bool,
     backoff: Backoff,
     /// When the pending rewrite is due.
     due: Option<Instant>,
@@ -177,6 +257,7 @@ struct Rewrites {
 impl Rewrites {
     fn new(shared: &Shared) -> Self {
         Rewrites {
+            updated: false,
             backoff: Backoff::new(shared.config.backoff_min, shared.config.backoff_max),
             due: None,
             earliest: Instant::now(),
@@ -223,6 +304,10 @@ async fn deregister(shared: &Shared, lease: &Lease) {
     {
         Ok(()) => tracing::info!(node = %shared.config.registration.node, "deregistered"),
         Err(e) => {
+            *shared
+                .deregister_failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some((e.kind(), e.to_string()));
             let e = Escaped::new(&e).max(1024);
             tracing::warn!("could not deregister (the registration expires with its TTL): {e}")
         }

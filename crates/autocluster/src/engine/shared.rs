@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use autocluster_plugin::log::Escaped;
-use autocluster_plugin::{Discovery, Error, ErrorKind, Lease, Registrations, Result};
+use autocluster_plugin::{Discovery, Error, ErrorKind, Lease, Registration, Registrations, Result};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +29,11 @@ pub(crate) struct Shared {
     pub lease: watch::Sender<Option<Lease>>,
     /// Whether the registration task's last call succeeded.
     pub registration_ok: watch::Sender<bool>,
+    /// What this node registers now: `config.registration` at start, then every update
+    /// ([`Shared::update_registration`]); the registration task writes each one.
+    pub own: watch::Sender<Registration>,
+    /// Why the last deregistration failed (its kind and message), for `Cluster::leave`.
+    pub deregister_failed: Mutex<Option<(ErrorKind, String)>>,
     /// Raised by the view task when this node's own registration vanished.
     pub own_key_missing: Notify,
     pub stats: Stats,
@@ -57,6 +62,8 @@ impl Shared {
             health: watch::channel(health).0,
             lease: watch::channel(None).0,
             registration_ok: watch::channel(true).0,
+            own: watch::channel(config.registration.clone()).0,
+            deregister_failed: Mutex::new(None),
             own_key_missing: Notify::new(),
             stats: Stats::default(),
             cancel: CancellationToken::new(),
@@ -83,6 +90,30 @@ impl Shared {
         let tx = self.events_sender();
         let _publishing = lock(&self.publishing);
         (self.view.borrow().clone(), tx.subscribe())
+    }
+
+    /// Changes what this node registers: `update` edits a copy of the metadata, which is
+    /// checked (labels, endpoints, the size the backend carries) and, when it differs,
+    /// published for the registration task to write. Nothing changes on `Err`.
+    pub fn update_registration(
+        &self,
+        update: impl FnOnce(&mut autocluster_plugin::Metadata),
+    ) -> Result<bool> {
+        let mut next = self.own.borrow().clone();
+        update(&mut next.meta);
+        // What the engine owns stays: the name, the probed addresses, the start time.
+        let own = self.own.borrow();
+        next.meta.node.clone_from(&own.meta.node);
+        next.meta.addrs.clone_from(&own.meta.addrs);
+        next.meta.started_at_ms = own.meta.started_at_ms;
+        drop(own);
+        crate::metadata::check(&next.meta)?;
+        super::check_metadata(&next, &self.backend)?;
+        Ok(self.own.send_if_modified(|current| {
+            let changed = current.meta != next.meta;
+            *current = next;
+            changed
+        }))
     }
 
     /// Records whether the registration task's last call succeeded. Readers are woken only

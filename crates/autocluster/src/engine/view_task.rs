@@ -63,6 +63,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut probes: mpsc::Receiver<(NodeNam
     let mut task = ViewTask::new(shared.clone());
     let mut lease_rx = shared.lease.subscribe();
     let mut registration_rx = shared.registration_ok.subscribe();
+    let mut own_rx = shared.own.subscribe();
     loop {
         let ask_at = task.next.map(|(at, _)| at);
         let deadline = task.table.next_deadline();
@@ -89,6 +90,12 @@ pub(crate) async fn run(shared: Arc<Shared>, mut probes: mpsc::Receiver<(NodeNam
             Ok(()) = lease_rx.changed() => {
                 let lease = lease_rx.borrow_and_update().map(|l| l.id);
                 task.on_lease(lease);
+            }
+            // Backends that register by heartbeat list this node themselves: with its new
+            // metadata at once (peers hear it in the next heartbeat).
+            Ok(()) = own_rx.changed() => {
+                own_rx.borrow_and_update();
+                task.put_self_if_heartbeat();
             }
             Ok(()) = registration_rx.changed() => {
                 let ok = *registration_rx.borrow_and_update();
@@ -378,7 +385,7 @@ impl ViewTask {
             return None;
         }
         let lease = (*self.shared.lease.borrow())?;
-        let reg = &self.shared.config.registration;
+        let reg = self.shared.own.borrow();
         // As heartbeat peers report each other: the incarnation (a start time) orders them,
         // so every node agrees on the oldest.
         Some(
