@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::config::Settings;
 use crate::engine::{Engine, EngineConfig, Prober, Shared, Stats};
+use crate::formation::{FormationConfig, FormationState};
 use crate::probe::{
     probe, probe_addr, Identity, ListenerStats, PeerListener, ProbeOutcome, DEFAULT_PORT,
 };
@@ -36,6 +37,8 @@ pub struct Cluster {
     shared: Arc<Shared>,
     /// The peer listener's counters, when this node runs one.
     listener: Option<Arc<ListenerStats>>,
+    /// Formation's settings, decision and sightings (`formation/`).
+    formation: Arc<FormationState>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -83,6 +86,10 @@ impl Cluster {
         }
         let mut cluster = Cluster::assemble(backend, config, extra);
         cluster.listener = listener_stats;
+        cluster.formation = FormationState::new(
+            &settings.cluster_name,
+            FormationConfig::from_settings(settings)?,
+        );
         Ok(cluster)
     }
 
@@ -97,12 +104,14 @@ impl Cluster {
         config: EngineConfig,
         extra: Vec<(&'static str, BoxFuture<'static, ()>)>,
     ) -> Cluster {
+        let cluster_name = backend.name();
         let engine = Engine::spawn(backend, config, extra);
         let shared = engine.shared.clone();
         Cluster {
             engine,
             shared,
             listener: None,
+            formation: FormationState::new(cluster_name, FormationConfig::default()),
         }
     }
 
@@ -225,6 +234,14 @@ impl Cluster {
 }
 
 impl Cluster {
+    pub(crate) fn engine_shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn formation_state(&self) -> &Arc<FormationState> {
+        &self.formation
+    }
+
     /// Stops without deregistering, as a crash would: peers see this node go when its
     /// registration's TTL runs out. For tests, demos, and handing a registration over.
     pub fn abandon(&self) {

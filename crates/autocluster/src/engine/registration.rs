@@ -40,7 +40,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 /// Registers, retrying with backoff until it works; `None` when the engine stops first.
 async fn register(shared: &Shared, backoff: &mut Backoff) -> Option<Lease> {
     let backend = &shared.backend;
-    let reg = &shared.config.registration;
+    let reg = &shared.registration();
     let lease = loop {
         let attempt = tokio::select! {
             r = shared.call("register", backend.register(reg)) => r,
@@ -79,7 +79,9 @@ async fn register(shared: &Shared, backoff: &mut Backoff) -> Option<Lease> {
 /// refuses for good, or the engine stops.
 async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> Ended {
     let backend = &shared.backend;
-    let reg = &shared.config.registration;
+    let mut reg = shared.registration();
+    let mut cluster_id = shared.cluster_id.subscribe();
+    cluster_id.mark_unchanged();
     let every = backend.capabilities().keep_alive_every;
     let mut last_renewal = Instant::now();
     let mut next = last_renewal + every;
@@ -93,7 +95,7 @@ async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> End
             }
             _ = sleep_until(rewrites.due.unwrap_or(next)), if rewrites.due.is_some() => {
                 tracing::warn!(node = %reg.node, "this node's registration was deleted; writing it again");
-                let result = shared.call("refresh", backend.refresh(reg, &lease)).await;
+                let result = shared.call("refresh", backend.refresh(&reg, &lease)).await;
                 rewrites.done();
                 match result {
                     Err(e) if e.kind() == ErrorKind::LeaseLost => return Ended::Lost,
@@ -101,6 +103,17 @@ async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> End
                     // Done, or try again when the view notices again.
                     _ => continue,
                 }
+            }
+            Ok(()) = cluster_id.changed() => {
+                // Formation settled the cluster id: peers learn it from the registration.
+                reg = shared.registration();
+                match shared.call("refresh", backend.refresh(&reg, &lease)).await {
+                    Err(e) if e.kind() == ErrorKind::LeaseLost => return Ended::Lost,
+                    Err(e) if !e.is_retryable() => return refused(shared, &lease, e).await,
+                    Err(_) => shared.own_key_missing.notify_one(),
+                    Ok(()) => {}
+                }
+                continue;
             }
             _ = shared.cancel.cancelled() => {
                 deregister(shared, &lease).await;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use autocluster_plugin::log::Escaped;
-use autocluster_plugin::{Discovery, Error, ErrorKind, Lease, Registrations, Result};
+use autocluster_plugin::{Discovery, Error, ErrorKind, Lease, Registration, Registrations, Result};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -31,6 +31,9 @@ pub(crate) struct Shared {
     pub registration_ok: watch::Sender<bool>,
     /// Raised by the view task when this node's own registration vanished.
     pub own_key_missing: Notify,
+    /// The cluster id formation settled on (`None` before): the registration carries it, and
+    /// is written again when it is set.
+    pub cluster_id: watch::Sender<Option<String>>,
     pub stats: Stats,
     pub cancel: CancellationToken,
 }
@@ -58,10 +61,21 @@ impl Shared {
             lease: watch::channel(None).0,
             registration_ok: watch::channel(true).0,
             own_key_missing: Notify::new(),
+            cluster_id: watch::channel(None).0,
             stats: Stats::default(),
             cancel: CancellationToken::new(),
             config,
         })
+    }
+
+    /// This node's registration as it is written now: the configured one, with the cluster
+    /// id once formation set it.
+    pub fn registration(&self) -> Registration {
+        let mut reg = self.config.registration.clone();
+        if let Some(id) = self.cluster_id.borrow().clone() {
+            reg.meta.cluster_id = Some(id);
+        }
+        reg
     }
 
     fn events_sender(&self) -> &broadcast::Sender<Event> {

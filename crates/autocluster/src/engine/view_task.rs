@@ -378,7 +378,7 @@ impl ViewTask {
             return None;
         }
         let lease = (*self.shared.lease.borrow())?;
-        let reg = &self.shared.config.registration;
+        let reg = &self.shared.registration();
         // As heartbeat peers report each other: the incarnation (a start time) orders them,
         // so every node agrees on the oldest.
         Some(
