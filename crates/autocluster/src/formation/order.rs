@@ -49,7 +49,7 @@ fn with_seen(mut f: Formation, set: &[Member]) -> Formation {
 
 /// Members already carrying a cluster id: join the id most of them carry (ties: the smaller
 /// id), through the first of its members in order.
-fn join_seen(ctx: &Ctx<'_>, view: &View) -> Option<Formation> {
+pub(super) fn join_seen(ctx: &Ctx<'_>, view: &View) -> Option<Formation> {
     let mut by_id: BTreeMap<String, Vec<Member>> = BTreeMap::new();
     for m in running(view, ctx.me()) {
         if &m.node == ctx.me() {

@@ -34,30 +34,77 @@ pub(super) async fn has_records(ctx: &Ctx<'_>) -> bool {
 
 /// Decides by the record: join the cluster it names, or create it.
 pub(super) async fn decide(ctx: &Ctx<'_>) -> Result<Formation> {
+    if let Some(f) = join_at_once(ctx).await? {
+        return Ok(f);
+    }
+    let set = ctx.wait_stable().await?;
+    let first = oldest(&set).cloned().expect("the set holds this node");
+    if let Some(rec) = read(ctx).await? {
+        let f = join_recorded(ctx, &rec, &ctx.view()).unwrap_or_else(|| resume(ctx, &rec, &first));
+        return Ok(seen(f, &set));
+    }
+    if let Some(f) = super::order::join_seen(ctx, &ctx.view()) {
+        return Ok(seen(f, &set));
+    }
+    if !ctx.cfg.new_cluster {
+        return Err(super::order::refused(
+            ctx,
+            "no cluster was formed yet (no record `formed`)",
+        ));
+    }
+    let f = match create_in_turn(ctx, &set).await? {
+        Turn::Created(rec) => Formation::new(Role::Seed, rec.seed, rec.cluster_id, false),
+        Turn::Found(rec) => {
+            join_recorded(ctx, &rec, &ctx.view()).unwrap_or_else(|| resume(ctx, &rec, &first))
+        }
+    };
+    Ok(seen(f, &set))
+}
+
+/// A node arriving after formation joins without waiting for a stable set: the record
+/// names a cluster one of whose members runs, or (the record lost: etcd wiped, or restored
+/// from an old backup) running members carry a cluster id.
+async fn join_at_once(ctx: &Ctx<'_>) -> Result<Option<Formation>> {
+    Ok(match read(ctx).await? {
+        Some(rec) => join_recorded(ctx, &rec, &ctx.view()),
+        None => super::order::join_seen(ctx, &ctx.view()),
+    })
+}
+
+/// How [`create_in_turn`] ended.
+enum Turn {
+    /// This node created the record: it seeds.
+    Created(FormedRecord),
+    /// Another node did.
+    Found(FormedRecord),
+}
+
+/// Creates the record when this node's turn comes, unless another node did first. The
+/// oldest node of the set (lowest create revision) goes at once, the next one `stable_for`
+/// later, and so on: a node that does not create it (it may not seed, it crashed, its etcd
+/// connection is cut) delays the formation, never blocks it. The transaction makes one of
+/// them the seed whatever the timing.
+async fn create_in_turn(ctx: &Ctx<'_>, set: &[Member]) -> Result<Turn> {
+    let mut order: Vec<&Member> = set.iter().collect();
+    order.sort_by(|a, b| (a.created, &a.node).cmp(&(b.created, &b.node)));
+    let rank = order.iter().position(|m| &m.node == ctx.me()).unwrap_or(0) as u32;
+    let me = order
+        .get(rank as usize)
+        .map_or_else(|| Member::bare(ctx.me().clone()), |m| (*m).clone());
+    let turn = Instant::now() + ctx.cfg.stable_for * rank;
+    let every = (ctx.cfg.stable_for / 10).clamp(
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_millis(250),
+    );
     loop {
         if let Some(rec) = read(ctx).await? {
-            if let Some(f) = join_recorded(ctx, &rec, &ctx.view()) {
-                return Ok(f);
-            }
+            return Ok(Turn::Found(rec));
         }
-        let set = ctx.wait_stable().await?;
-        let first = oldest(&set).cloned().expect("the set holds this node");
-        if let Some(rec) = read(ctx).await? {
-            let f =
-                join_recorded(ctx, &rec, &ctx.view()).unwrap_or_else(|| resume(ctx, &rec, &first));
-            return Ok(seen(f, &set));
-        }
-        if !ctx.cfg.new_cluster {
-            return Err(super::order::refused(
-                ctx,
-                "no cluster was formed yet (no record `formed`)",
-            ));
-        }
-        if &first.node == ctx.me() {
+        if Instant::now() >= turn {
             let rec = FormedRecord {
                 cluster_id: super::order::random_id(),
-                seed: first.node.clone(),
-                seed_incarnation: first.incarnation,
+                seed: me.node.clone(),
+                seed_incarnation: me.incarnation,
                 formed_at_ms: unix_ms(std::time::SystemTime::now()),
             };
             let value = serde_json::to_vec(&rec).unwrap_or_default();
@@ -67,17 +114,18 @@ pub(super) async fn decide(ctx: &Ctx<'_>) -> Result<Formation> {
                 })
                 .await?;
             if r.created {
-                let f = Formation::new(Role::Seed, first.node.clone(), rec.cluster_id, false);
-                return Ok(seen(f, &set));
+                return Ok(Turn::Created(rec));
             }
             continue;
         }
-        if let Some(rec) = wait_for_record(ctx, &first.node).await? {
-            let f =
-                join_recorded(ctx, &rec, &ctx.view()).unwrap_or_else(|| resume(ctx, &rec, &first));
-            return Ok(seen(f, &set));
+        let next = (Instant::now() + every).min(turn);
+        if next >= ctx.deadline {
+            return Err(ctx.timed_out(format_args!(
+                "waiting for {} to create the cluster record `{RECORD}`",
+                order[0].node
+            )));
         }
-        // The oldest node left before it created the record: decide again.
+        sleep_until(next).await;
     }
 }
 
@@ -142,27 +190,4 @@ fn resume(ctx: &Ctx<'_>, rec: &FormedRecord, first: &Member) -> Formation {
         Role::Join
     };
     Formation::new(role, first.node.clone(), rec.cluster_id.clone(), true)
-}
-
-/// Waits for the record while `first` (who creates it) runs; `None` when `first` left.
-async fn wait_for_record(ctx: &Ctx<'_>, first: &NodeName) -> Result<Option<FormedRecord>> {
-    let every = (ctx.cfg.stable_for / 10).clamp(
-        std::time::Duration::from_millis(10),
-        std::time::Duration::from_millis(250),
-    );
-    loop {
-        if let Some(rec) = read(ctx).await? {
-            return Ok(Some(rec));
-        }
-        if !ctx.view().is_running(first) {
-            return Ok(None);
-        }
-        let next = Instant::now() + every;
-        if next >= ctx.deadline {
-            return Err(ctx.timed_out(format_args!(
-                "waiting for {first}, the oldest node, to create the cluster record `{RECORD}`"
-            )));
-        }
-        sleep_until(next).await;
-    }
 }
