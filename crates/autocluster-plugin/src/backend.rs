@@ -369,6 +369,31 @@ pub trait Discovery: Send + Sync + fmt::Debug + 'static {
         )
     }
 
+    /// Creates the cluster record `name` (etcd: `/<prefix>/<cluster>/<name>`, with no lease)
+    /// holding `value` unless it exists, in one atomic step, and returns the record as it is
+    /// after the call. Formation keeps its record (`formed`) this way. Backends without a
+    /// store return [`ErrorKind::Unsupported`].
+    async fn create_record(&self, name: &str, value: &[u8]) -> Result<crate::Record> {
+        let _ = (name, value);
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "this backend keeps no cluster records",
+        )
+        .with_backend(self.name())
+        .with_operation("create_record"))
+    }
+
+    /// Reads the cluster record `name`; `None` when it does not exist.
+    async fn read_record(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let _ = name;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "this backend keeps no cluster records",
+        )
+        .with_backend(self.name())
+        .with_operation("read_record"))
+    }
+
     /// How many entries (keys under the prefix, datagrams) the backend read and skipped
     /// because they were not valid: garbage is counted and ignored, never a panic.
     fn invalid_entries(&self) -> u64 {

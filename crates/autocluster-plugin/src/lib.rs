@@ -14,6 +14,7 @@ mod error;
 pub mod log;
 mod member;
 mod node;
+mod record;
 mod settings;
 
 pub use async_trait::async_trait;
@@ -24,6 +25,7 @@ pub use backend::{
 pub use error::{Context, Error, ErrorKind, Result};
 pub use member::{Change, Incarnation, Member, Metadata, Revision, Snapshot, WatchBatch};
 pub use node::NodeName;
+pub use record::Record;
 pub use settings::{
     parse_bool, parse_duration, parse_list, Origin, Section, Setting, MAX_DURATION,
 };

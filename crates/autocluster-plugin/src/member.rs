@@ -81,6 +81,11 @@ pub struct Metadata {
     /// Named endpoints the node serves (`mqtt = 10.0.0.5:1883`), `host:port` each.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub endpoints: BTreeMap<String, String>,
+    /// The id of the cluster this node formed or joined (see `docs/formation.md`); `None`
+    /// before formation. Two members of one `cluster.name` with different ids are two
+    /// clusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
 }
 
 impl Metadata {
@@ -107,6 +112,12 @@ impl Metadata {
     /// With the node's start time, in milliseconds since the Unix epoch.
     pub fn with_started_at_ms(mut self, ms: u64) -> Self {
         self.started_at_ms = Some(ms);
+        self
+    }
+
+    /// With the id of the cluster this node formed or joined.
+    pub fn with_cluster_id(mut self, id: impl Into<String>) -> Self {
+        self.cluster_id = Some(id.into());
         self
     }
 

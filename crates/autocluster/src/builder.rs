@@ -123,6 +123,10 @@ impl ClusterBuilder {
         }
         let mut cluster = Cluster::assemble(backend, config, extra);
         cluster.listener = listener_stats;
+        cluster.formation = crate::formation::FormationState::new(
+            &settings.cluster_name,
+            crate::formation::FormationConfig::from_settings(settings)?,
+        );
         Ok(cluster)
     }
 }

@@ -14,6 +14,7 @@ use crate::builder::ClusterBuilder;
 use crate::changes::ViewChange;
 use crate::config::Settings;
 use crate::engine::{Engine, EngineConfig, Shared, Stats};
+use crate::formation::{FormationConfig, FormationState};
 use crate::probe::ListenerStats;
 use crate::view::{Event, Health, View};
 
@@ -36,6 +37,8 @@ pub struct Cluster {
     shared: Arc<Shared>,
     /// The peer listener's counters, when this node runs one.
     pub(crate) listener: Option<Arc<ListenerStats>>,
+    /// Formation's settings, decision and sightings (`formation/`).
+    pub(crate) formation: Arc<FormationState>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -90,12 +93,14 @@ impl Cluster {
         config: EngineConfig,
         extra: Vec<(&'static str, BoxFuture<'static, ()>)>,
     ) -> Cluster {
+        let cluster_name = backend.name();
         let engine = Engine::spawn(backend, config, extra);
         let shared = engine.shared.clone();
         Cluster {
             engine,
             shared,
             listener: None,
+            formation: FormationState::new(cluster_name, FormationConfig::default()),
         }
     }
 
@@ -304,6 +309,14 @@ impl Cluster {
 }
 
 impl Cluster {
+    pub(crate) fn engine_shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn formation_state(&self) -> &Arc<FormationState> {
+        &self.formation
+    }
+
     /// Stops without deregistering, as a crash would: peers see this node go when its
     /// registration's TTL runs out. For tests, demos, and handing a registration over.
     pub fn abandon(&self) {

@@ -32,6 +32,7 @@ mod config;
 mod error;
 mod failover;
 mod keys;
+mod record;
 mod timeouts;
 mod v2;
 mod v3;

@@ -124,6 +124,31 @@ pub(super) static KEYS: &[KeySpec] = &[
         Value("5s"),
         "Interval of the liveness probe of static and dns candidates",
     ),
+    // ---- formation (docs/formation.md)
+    spec(
+        "cluster.formation.min_members",
+        Kind::Int { min: 1, max: 10_000 },
+        Value("1"),
+        "Formation: how many nodes (this one included) must be seen before a node seeds or joins",
+    ),
+    spec(
+        "cluster.formation.stable_for",
+        Kind::Duration,
+        Value("5s"),
+        "Formation: how long the set of nodes seen must stay unchanged before the decision",
+    ),
+    spec(
+        "cluster.formation.timeout",
+        Kind::Duration,
+        Value("5m"),
+        "Formation: how long to wait for min_members and a stable set before failing with an error",
+    ),
+    spec(
+        "cluster.formation.new_cluster",
+        Kind::Bool,
+        Value("on"),
+        "Formation: whether this node may seed a new cluster; off: only join one already formed",
+    ),
     // ---- etcd
     spec(
         "cluster.etcd.server",

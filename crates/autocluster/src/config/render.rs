@@ -32,7 +32,9 @@ impl Settings {
             if spec.is_pattern() || spec.no_effect || spec.alias_of.is_some() {
                 continue;
             }
-            let general = spec.key.starts_with("node.") || spec.key.matches('.').count() == 1;
+            let general = spec.key.starts_with("node.")
+                || spec.key.starts_with("cluster.formation.")
+                || spec.key.matches('.').count() == 1;
             if general || spec.key.starts_with(&backend) {
                 rows.push(self.row(spec));
             }

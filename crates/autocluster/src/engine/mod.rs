@@ -31,6 +31,7 @@ use std::time::Duration;
 use autocluster_plugin::{Discovery, Member, Registration, Registrations};
 use futures::future::BoxFuture;
 
+pub(crate) use backoff::Backoff;
 pub(crate) use shared::Shared;
 pub use stats::Stats;
 use supervisor::Supervisor;

@@ -36,6 +36,9 @@ pub(crate) struct Shared {
     pub deregister_failed: Mutex<Option<(ErrorKind, String)>>,
     /// Raised by the view task when this node's own registration vanished.
     pub own_key_missing: Notify,
+    /// The cluster id formation settled on (`None` before): the registration carries it, and
+    /// is written again when it is set.
+    pub cluster_id: watch::Sender<Option<String>>,
     pub stats: Stats,
     pub cancel: CancellationToken,
 }
@@ -65,10 +68,22 @@ impl Shared {
             own: watch::channel(config.registration.clone()).0,
             deregister_failed: Mutex::new(None),
             own_key_missing: Notify::new(),
+            cluster_id: watch::channel(None).0,
             stats: Stats::default(),
             cancel: CancellationToken::new(),
             config,
         })
+    }
+
+    /// Records the cluster id formation settled on and has the registration carry it (the
+    /// registration task writes it again under the same lease).
+    pub fn set_cluster_id(&self, id: String) {
+        self.cluster_id.send_replace(Some(id.clone()));
+        self.own.send_if_modified(|r| {
+            let changed = r.meta.cluster_id.as_deref() != Some(id.as_str());
+            r.meta.cluster_id = Some(id);
+            changed
+        });
     }
 
     fn events_sender(&self) -> &broadcast::Sender<Event> {

@@ -16,6 +16,7 @@ mod clash;
 mod client;
 mod lives;
 mod lock;
+mod record;
 mod registration;
 mod snapshot;
 mod watch;
@@ -26,8 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autocluster_plugin::{
-    async_trait, BoxStream, Capabilities, Discovery, Lease, LockToken, NodeName, Registration,
-    Result, Revision, Snapshot, WatchBatch,
+    async_trait, BoxStream, Capabilities, Discovery, Lease, LockToken, NodeName, Record,
+    Registration, Result, Revision, Snapshot, WatchBatch,
 };
 
 use self::client::Client;
@@ -130,5 +131,13 @@ impl Discovery for EtcdV2Backend {
 
     fn invalid_entries(&self) -> u64 {
         self.inner.garbage.count()
+    }
+
+    async fn create_record(&self, name: &str, value: &[u8]) -> Result<Record> {
+        self.inner.create_record_v2(name, value).await
+    }
+
+    async fn read_record(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read_record_v2(name).await
     }
 }

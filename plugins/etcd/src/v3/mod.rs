@@ -9,6 +9,7 @@
 mod core;
 mod keeper;
 mod progress;
+mod record;
 mod registration;
 mod snapshot;
 mod watch;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use autocluster_plugin::{
     async_trait, BoxStream, Capabilities, Discovery, Error, ErrorKind, Lease, LockToken, NodeName,
-    Registration, Result, Revision, Snapshot, WatchBatch,
+    Record, Registration, Result, Revision, Snapshot, WatchBatch,
 };
 use etcd_client::LockOptions;
 use tokio::sync::Mutex;
@@ -215,6 +216,14 @@ impl Discovery for EtcdBackend {
 
     fn invalid_entries(&self) -> u64 {
         self.shared.garbage.count()
+    }
+
+    async fn create_record(&self, name: &str, value: &[u8]) -> Result<Record> {
+        self.create_record_v3(name, value).await
+    }
+
+    async fn read_record(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.read_record_v3(name).await
     }
 }
 

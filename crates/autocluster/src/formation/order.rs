@@ -1,0 +1,125 @@
+//! Formation on backends without cluster records (static, DNS, multicast): every node orders
+//! the stable set by (name, incarnation) and the first one seeds. Its cluster id is derived
+//! from the cluster name and the seed's name and incarnation, so every node that picks the
+//! same seed has the same id without asking it; a node that sees members already carrying an
+//! id (a cluster formed before it came: multicast carries ids) joins that cluster instead.
+
+use std::collections::BTreeMap;
+
+use autocluster_plugin::{Error, ErrorKind, Member, Result};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::set::{running, Ctx};
+use super::{Formation, Role};
+use crate::view::View;
+
+/// Decides by the order of the stable set.
+pub(super) async fn decide(ctx: &Ctx<'_>) -> Result<Formation> {
+    if let Some(f) = join_seen(ctx, &ctx.view()) {
+        return Ok(f);
+    }
+    let set = ctx.wait_stable().await?;
+    if let Some(f) = join_seen(ctx, &ctx.view()) {
+        return Ok(with_seen(f, &set));
+    }
+    let first = set
+        .iter()
+        .min_by(|a, b| (&a.node, a.incarnation).cmp(&(&b.node, b.incarnation)))
+        .expect("the set holds this node");
+    let id = derived_id(ctx.cluster_name, first);
+    let f = if &first.node == ctx.me() {
+        if !ctx.cfg.new_cluster {
+            return Err(refused(
+                ctx,
+                "no member of a formed cluster is seen, and this node is the first in order",
+            ));
+        }
+        Formation::new(Role::Seed, first.node.clone(), id, false)
+    } else {
+        Formation::new(Role::Join, first.node.clone(), id, false)
+    };
+    Ok(with_seen(f, &set))
+}
+
+fn with_seen(mut f: Formation, set: &[Member]) -> Formation {
+    f.seen = set.iter().map(|m| m.node.clone()).collect();
+    f
+}
+
+/// Members already carrying a cluster id: join the id most of them carry (ties: the smaller
+/// id), through the first of its members in order.
+pub(super) fn join_seen(ctx: &Ctx<'_>, view: &View) -> Option<Formation> {
+    let mut by_id: BTreeMap<String, Vec<Member>> = BTreeMap::new();
+    for m in running(view, ctx.me()) {
+        if &m.node == ctx.me() {
+            continue;
+        }
+        if let Some(id) = m.meta.as_ref().and_then(|meta| meta.cluster_id.clone()) {
+            by_id.entry(id).or_default().push(m);
+        }
+    }
+    let (id, members) = by_id
+        .into_iter()
+        .max_by(|a, b| a.1.len().cmp(&b.1.len()).then_with(|| b.0.cmp(&a.0)))?;
+    let target = members
+        .iter()
+        .min_by(|a, b| (&a.node, a.incarnation).cmp(&(&b.node, b.incarnation)))?;
+    Some(Formation::new(Role::Join, target.node.clone(), id, true))
+}
+
+/// The id of the cluster `seed` seeds in `cluster`: 32 hex digits of a SHA-256.
+pub(super) fn derived_id(cluster: &str, seed: &Member) -> String {
+    let mut h = Sha256::new();
+    h.update(b"autocluster formation\0");
+    h.update(cluster.as_bytes());
+    h.update(b"\0");
+    h.update(seed.node.to_string().as_bytes());
+    h.update(b"\0");
+    h.update(seed.incarnation.0.to_be_bytes());
+    hex(&h.finalize()[..16])
+}
+
+/// A random cluster id: 32 hex digits.
+pub(super) fn random_id() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    hex(&b)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The error of a node that would have to seed while `cluster.formation.new_cluster = off`.
+pub(super) fn refused(ctx: &Ctx<'_>, why: &str) -> Error {
+    Error::new(
+        ErrorKind::Config,
+        format!(
+            "formation: this node ({}) would seed a new cluster, and cluster.formation.new_cluster \
+             = off forbids it: {why}; start a node that may seed, or set new_cluster = on for the \
+             first formation",
+            ctx.me()
+        ),
+    )
+    .with_key("cluster.formation.new_cluster")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autocluster_plugin::{Incarnation, NodeName};
+
+    #[test]
+    fn derived_ids_differ_by_seed_and_life_and_agree_otherwise() {
+        let a = Member::new(NodeName::parse("a@h").unwrap(), Incarnation(1));
+        let a2 = Member::new(NodeName::parse("a@h").unwrap(), Incarnation(2));
+        let b = Member::new(NodeName::parse("b@h").unwrap(), Incarnation(1));
+        assert_eq!(derived_id("c", &a), derived_id("c", &a.clone()));
+        assert_ne!(derived_id("c", &a), derived_id("c", &a2));
+        assert_ne!(derived_id("c", &a), derived_id("c", &b));
+        assert_ne!(derived_id("c", &a), derived_id("d", &a));
+        assert_eq!(derived_id("c", &a).len(), 32);
+        assert_ne!(random_id(), random_id());
+    }
+}
