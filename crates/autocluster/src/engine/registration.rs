@@ -48,6 +48,7 @@ async fn register(
     backoff: &mut Backoff,
 ) -> Option<Lease> {
     let backend = &shared.backend;
+    let mut clash = Clash::default();
     let lease = loop {
         let reg = own.borrow_and_update().clone();
         let attempt = tokio::select! {
@@ -56,6 +57,13 @@ async fn register(
         };
         match attempt {
             Ok(lease) => break lease,
+            Err(e) if e.kind() == ErrorKind::Conflict && clash.may_clear(shared) => {
+                shared.set_registration_ok(false);
+                tokio::select! {
+                    _ = sleep(backoff.next_delay()) => {}
+                    _ = shared.cancel.cancelled() => return None,
+                }
+            }
             Err(e) if !e.is_retryable() => {
                 shared.fail(format!("this node cannot register: {e}"), Some(e.kind()));
                 return None;
@@ -79,6 +87,34 @@ async fn register(
     );
     set_registered(shared, Some(lease));
     Some(lease)
+}
+
+/// A registration refused because another one holds this node's name. That holder may be
+/// an earlier life of this very node that crashed (a `kill -9` and a restart by the service
+/// manager): its registration runs out within one TTL, and this node then registers. A live
+/// holder keeps renewing, so after one TTL and one renewal period the name is really taken,
+/// and the refusal stands (the engine fails, the agent exits 2).
+#[derive(Default)]
+struct Clash {
+    since: Option<Instant>,
+}
+
+impl Clash {
+    /// Whether the name may still come free: true until one TTL and one renewal period have
+    /// passed since the first refusal.
+    fn may_clear(&mut self, shared: &Shared) -> bool {
+        let caps = shared.backend.capabilities();
+        let window = caps.ttl + caps.keep_alive_every;
+        let since = *self.since.get_or_insert_with(|| {
+            tracing::warn!(
+                node = %shared.config.registration.node,
+                "this node's name is held by another registration; waiting up to {window:?} \
+                 for it to run out (an earlier life of this node that crashed) before giving up"
+            );
+            Instant::now()
+        });
+        since.elapsed() < window
+    }
 }
 
 /// Renews `lease` every `keep_alive_every`, and writes the registration again under it when
