@@ -279,7 +279,8 @@ impl Cluster {
     /// start time belong to the engine: changes to them are ignored.
     ///
     /// Returns whether the metadata changed. Fails, changing nothing, on a bad or too large
-    /// result, or when the cluster was left.
+    /// result, when the cluster was left, and with backends that carry no metadata to peers
+    /// (`static`, `dns`, `manual`: [`ErrorKind::Unsupported`]).
     ///
     /// ```no_run
     /// # fn demo(cluster: &autocluster::Cluster) -> Result<(), autocluster::Error> {
@@ -298,6 +299,18 @@ impl Cluster {
                     self.node()
                 ),
             ));
+        }
+        let backend = &self.shared.backend;
+        if backend.capabilities().registration == autocluster_plugin::Registrations::None {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "the {} backend carries no metadata to peers (they know this node from a \
+                     candidate list and the probe): an update would reach nobody",
+                    backend.name()
+                ),
+            )
+            .with_backend(backend.name()));
         }
         self.shared.update_registration(update)
     }
