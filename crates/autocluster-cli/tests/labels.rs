@@ -196,19 +196,34 @@ fn a_peer_sees_the_labels_and_endpoints_of_the_configuration_everywhere() {
     );
 }
 
-/// A program embedding the library sets labels with the builder and changes them at run
-/// time: a real agent on the same etcd sees the join with the builder's labels, then exactly
-/// one `updated` per update, under the same lease, then the leave.
 #[test]
 fn a_runtime_update_is_one_updated_event_on_a_real_agent() {
+    runtime_update("v3");
+}
+
+#[test]
+fn a_runtime_update_is_one_updated_event_on_a_real_agent_with_etcd_v2() {
+    runtime_update("v2");
+}
+
+/// A program embedding the library sets labels with the builder and changes them at run
+/// time: a real agent on the same etcd (`api`: v3 or v2) sees the join with the builder's
+/// labels, then exactly one `updated` per update, under the same registration (v3: lease;
+/// v2: the key's createdIndex), then the leave.
+fn runtime_update(api: &str) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let etcd = rt.block_on(EtcdServer::start()).unwrap();
+    let etcd = rt
+        .block_on(EtcdServer::builder().v2(api == "v2").start())
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let body = etcd_body(&etcd.endpoint(), "3s");
+    let body = format!(
+        "{}cluster.etcd.api = {api}\n",
+        etcd_body(&etcd.endpoint(), "3s")
+    );
     let agent = Agent::start(&node_conf(dir.path(), "agent", N2, &body));
     agent.wait_ready();
     let mut events = Events::subscribe(agent.admin());
@@ -219,6 +234,7 @@ fn a_runtime_update_is_one_updated_event_on_a_real_agent() {
         ("cluster.etcd.server", etcd.endpoint().as_str()),
         ("cluster.etcd.prefix", "emqxcl"),
         ("cluster.etcd.node_ttl", "3s"),
+        ("cluster.etcd.api", api),
         ("node.labels.zone", "eu-1"),
     ])
     .unwrap();
