@@ -276,7 +276,9 @@ impl Cluster {
     /// etcd puts the key again on the same lease, multicast sends it at once in a heartbeat,
     /// and peers see one [`EventKind::Updated`](crate::EventKind::Updated). Updates in quick
     /// succession may be written together (one `Updated`). The node's name, addresses and
-    /// start time belong to the engine: changes to them are ignored.
+    /// start time belong to the engine: changes to them are ignored. Updates from several
+    /// tasks at once apply one after the other; `update` must not call `update_metadata`
+    /// itself.
     ///
     /// Returns whether the metadata changed. Fails, changing nothing, on a bad or too large
     /// result, when the cluster was left, and with backends that carry no metadata to peers
