@@ -79,6 +79,7 @@ pub async fn run(args: &AgentArgs) -> Result<(), Failure> {
     let hook_config = HookConfig {
         on_change: args.on_change.clone(),
         members_file: args.members_file.clone(),
+        members_json: args.members_file_format == crate::cli::MembersFormat::Json,
         timeout: args.hook_timeout,
         cluster: settings.cluster_name.clone(),
         self_node: settings.node.clone(),
@@ -365,6 +366,7 @@ mod tests {
             hooks: HookConfig {
                 on_change: None,
                 members_file: Some(dir.path().join("members")),
+                members_json: false,
                 timeout: Duration::from_secs(1),
                 cluster: "emqxcl".into(),
                 self_node: node,

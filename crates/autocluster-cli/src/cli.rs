@@ -80,14 +80,21 @@ pub struct AgentArgs {
     pub log_format: LogFormat,
     /// Run CMD (through `sh -c`) on every membership event, one at a time in event order. The
     /// event is in AUTOCLUSTER_EVENT (joined, left, updated), AUTOCLUSTER_NODE,
-    /// AUTOCLUSTER_INCARNATION, AUTOCLUSTER_REASON (left), AUTOCLUSTER_CLUSTER and
-    /// AUTOCLUSTER_SELF; the running members, one node name a line, on standard input.
+    /// AUTOCLUSTER_INCARNATION, AUTOCLUSTER_REASON (left), AUTOCLUSTER_CLUSTER,
+    /// AUTOCLUSTER_SELF, and the member's AUTOCLUSTER_MEMBER, AUTOCLUSTER_LABELS and
+    /// AUTOCLUSTER_ENDPOINTS (JSON); the running members, one node name a line, on standard
+    /// input.
     #[arg(long, value_name = "CMD")]
     pub on_change: Option<String>,
     /// Keep PATH listing the running members, one node name a line, sorted; rewritten
     /// atomically whenever the running set changes, and once at start.
     #[arg(long, value_name = "PATH")]
     pub members_file: Option<PathBuf>,
+    /// The form of `--members-file`: `lines` (one node name a line) or `json` (an array of
+    /// the running members as `/members` shows them, with their labels and endpoints;
+    /// rewritten also when a member's metadata changes).
+    #[arg(long, value_enum, default_value_t = MembersFormat::Lines, value_name = "FORMAT")]
+    pub members_file_format: MembersFormat,
     /// How long an `--on-change` command may run before it is killed.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub hook_timeout: Duration,
@@ -113,6 +120,15 @@ pub struct DemoArgs {
 }
 
 /// The backends the demo can run over.
+/// The form of `--members-file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MembersFormat {
+    /// One node name a line, sorted.
+    Lines,
+    /// A JSON array of the running members, with their metadata.
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DemoBackend {
     /// UDP multicast on loopback.

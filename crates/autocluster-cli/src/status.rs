@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::time::SystemTime;
 
+use autocluster::plugin::log::Escaped;
 use autocluster::{Health, MemberEntry, Status, StatusReport};
 
 use crate::admin::AgentStatus;
@@ -44,8 +45,17 @@ pub fn render(status: &AgentStatus) -> String {
 }
 
 fn members_table(members: &[MemberEntry]) -> String {
-    let mut rows =
-        vec![["NODE", "STATUS", "INCARNATION", "SINCE", "VERSION", "ADDRS"].map(String::from)];
+    let mut rows = vec![[
+        "NODE",
+        "STATUS",
+        "INCARNATION",
+        "SINCE",
+        "VERSION",
+        "ADDRS",
+        "LABELS",
+        "ENDPOINTS",
+    ]
+    .map(String::from)];
     for m in members {
         let mut state = match m.status {
             Status::Running => "running",
@@ -64,16 +74,35 @@ fn members_table(members: &[MemberEntry]) -> String {
         let addrs = meta
             .map(|meta| meta.addrs.join(","))
             .filter(|a| !a.is_empty());
+        let pairs = |map: Option<&std::collections::BTreeMap<String, String>>| {
+            let text = map
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            if text.is_empty() {
+                "-".to_string()
+            } else {
+                text
+            }
+        };
+        // What a peer registered is shown escaped: no terminal control reaches the screen.
+        let cell = |text: String| Escaped::new(text).max(200).to_string();
         rows.push([
             m.member.node.to_string(),
             state,
             incarnation,
             utc(m.since),
-            version.unwrap_or_else(|| "-".into()),
-            addrs.unwrap_or_else(|| "-".into()),
+            cell(version.unwrap_or_else(|| "-".into())),
+            cell(addrs.unwrap_or_else(|| "-".into())),
+            cell(pairs(meta.map(|m| &m.labels))),
+            cell(pairs(meta.map(|m| &m.endpoints))),
         ]);
     }
-    let mut widths = [0usize; 6];
+    let mut widths = [0usize; 8];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -190,7 +219,9 @@ mod tests {
             "members": [
                 {"node": "a@h", "status": "running", "incarnation": "ff", "since": 0,
                  "vanishing": false, "created": 0,
-                 "meta": {"version": "0.1.0", "addrs": ["127.0.0.1:4370"]}},
+                 "meta": {"version": "0.1.0", "addrs": ["127.0.0.1:4370"],
+                          "labels": {"zone": "eu-1", "evil": "\u{1b}[2J"},
+                          "endpoints": {"mqtt": "10.0.0.5:1883"}}},
                 {"node": "b@h", "status": "stopped", "incarnation": "0", "since": 0,
                  "vanishing": true, "created": 0, "meta": null},
             ],
@@ -211,12 +242,12 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("a@h   running              ff           1970-01-01 00:00:00Z  0.1.0    127.0.0.1:4370\n"),
+            text.contains("a@h   running              ff           1970-01-01 00:00:00Z  0.1.0    127.0.0.1:4370  evil=\\u{1b}[2J,zone=eu-1  mqtt=10.0.0.5:1883\n"),
             "{text}"
         );
         assert!(
             text.contains(
-                "b@h   stopped (vanishing)  -            1970-01-01 00:00:00Z  -        -\n"
+                "b@h   stopped (vanishing)  -            1970-01-01 00:00:00Z  -        -               -                         -\n"
             ),
             "{text}"
         );

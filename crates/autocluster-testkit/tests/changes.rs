@@ -330,3 +330,41 @@ async fn an_update_is_one_updated_event_on_every_peer() {
     }
     assert!(a.update_metadata(|_| {}).is_err(), "no update after leave");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_from_many_threads_at_once_lose_none() {
+    let server = MemoryServer::new();
+    let a = Arc::new(Cluster::with_backend(
+        server.backend(TTL),
+        config("a@127.0.0.1"),
+    ));
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move {
+                a.update_metadata(|m| {
+                    m.labels.insert(format!("k{i}"), i.to_string());
+                })
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap());
+    }
+    assert_eq!(a.metadata().labels.len(), 64);
+    // What is registered catches up with the last update.
+    let mut view = a.watch();
+    let me = name("a@127.0.0.1");
+    let landed = tokio::time::timeout(
+        PATIENCE,
+        view.wait_for(|v| {
+            v.get(&me)
+                .and_then(|e| e.member.meta.as_ref())
+                .is_some_and(|m| m.labels.len() == 64)
+        }),
+    )
+    .await
+    .is_ok();
+    assert!(landed, "the registration carries all 64 labels");
+    a.leave().await.unwrap();
+}

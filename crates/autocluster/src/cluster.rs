@@ -281,10 +281,13 @@ impl Cluster {
     /// etcd puts the key again on the same lease, multicast sends it at once in a heartbeat,
     /// and peers see one [`EventKind::Updated`](crate::EventKind::Updated). Updates in quick
     /// succession may be written together (one `Updated`). The node's name, addresses and
-    /// start time belong to the engine: changes to them are ignored.
+    /// start time belong to the engine: changes to them are ignored. Updates from several
+    /// tasks at once apply one after the other; `update` must not call `update_metadata`
+    /// itself.
     ///
     /// Returns whether the metadata changed. Fails, changing nothing, on a bad or too large
-    /// result, or when the cluster was left.
+    /// result, when the cluster was left, and with backends that carry no metadata to peers
+    /// (`static`, `dns`, `manual`: [`ErrorKind::Unsupported`]).
     ///
     /// ```no_run
     /// # fn demo(cluster: &autocluster::Cluster) -> Result<(), autocluster::Error> {
@@ -303,6 +306,18 @@ impl Cluster {
                     self.node()
                 ),
             ));
+        }
+        let backend = &self.shared.backend;
+        if backend.capabilities().registration == autocluster_plugin::Registrations::None {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "the {} backend carries no metadata to peers (they know this node from a \
+                     candidate list and the probe): an update would reach nobody",
+                    backend.name()
+                ),
+            )
+            .with_backend(backend.name()));
         }
         self.shared.update_registration(update)
     }

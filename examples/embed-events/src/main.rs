@@ -6,28 +6,28 @@
 //! cargo run -p embed-events -- -c examples/conf/mcast.conf
 //! ```
 //!
-//! The three rules of consuming events correctly:
-//! 1. subscribe (`Cluster::events`) *before* reading the view, so nothing falls in between;
-//! 2. apply events idempotently (insert on `Joined`/`Updated`, remove on `Left`), so an event
-//!    the first view already reflected does no harm;
-//! 3. on `RecvError::Lagged` (the subscriber fell more than the channel's capacity behind)
-//!    events were lost: rebuild the map from `Cluster::view()` and carry on.
+//! How it consumes them correctly, with `Cluster::changes()`:
+//! 1. subscribe right after `start`: the stream's first item is a snapshot of the members now
+//!    (empty before the first read of the backend), then every change after it, none twice,
+//!    none missing; this node's own `joined` comes as an event;
+//! 2. on `Lagged(n)` (the subscriber fell more than the event capacity behind) the next item
+//!    is a fresh snapshot: rebuild the map from it and carry on;
+//! 3. compare the map with `Cluster::view()` only when no item is queued: the engine
+//!    publishes a view before it sends the events of that change.
 
 mod members;
 mod shutdown;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use autocluster::{Cluster, Event, EventKind, Settings};
-use tokio::sync::broadcast::error::RecvError;
+use std::pin::Pin;
+
+use autocluster::{Cluster, Event, EventKind, Settings, Status, ViewChange};
+use futures::{FutureExt, StreamExt};
 
 use members::Members;
 use shutdown::Shutdown;
-
-/// How long to wait for the node to be registered and its view fresh.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The config used without `-c`.
 const DEFAULT_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/mcast.conf");
@@ -63,50 +63,62 @@ async fn main() -> ExitCode {
         }
     };
 
-    // Rule 1: subscribe first, then read the view. Events sent in between are delivered and
-    // applied again, which rule 2 makes harmless.
-    let mut events = cluster.events();
-    tokio::select! {
-        ready = cluster.ready(READY_TIMEOUT) => if !ready {
-            println!(
-                "not ready after {READY_TIMEOUT:?} (last error: {}); following events anyway",
-                cluster.health().last_error.as_deref().unwrap_or("none")
-            );
-        },
-        _ = shutdown.recv() => return leave(cluster).await,
-    }
-    let mut members = Members::from_view(&cluster.view());
-    println!(
-        "{} ({}): {} running at start: {}",
-        cluster.node(),
-        cluster.backend_name(),
-        members.len(),
-        members.names()
-    );
-
+    // Rule 1: subscribe at once. The first item is the snapshot; this node's own join, and
+    // every change after the snapshot, come as events.
+    let mut changes = cluster.changes().peekable();
+    let mut members = Members::default();
+    let mut first = true;
     loop {
-        let received = tokio::select! {
-            r = events.recv() => r,
+        let item = tokio::select! {
+            item = changes.next() => item,
             _ = shutdown.recv() => break,
         };
-        match received {
-            Ok(event) => {
+        let Some(item) = item else { break }; // the engine stopped
+        match item {
+            ViewChange::Snapshot(view) => {
+                members = Members::from_view(&view);
+                let when = if first {
+                    "at start"
+                } else {
+                    "in the fresh snapshot"
+                };
+                println!(
+                    "{} ({}): {} running {when}: {}",
+                    cluster.node(),
+                    cluster.backend_name(),
+                    members.len(),
+                    members.names()
+                );
+                // For the application, the members of the first snapshot have just joined
+                // (this node's own join is here, or comes next as an event).
+                if first {
+                    for entry in view.members().filter(|e| e.status == Status::Running) {
+                        println!(
+                            "{} (in the first snapshot)",
+                            describe(&Event::joined(entry, view.revision))
+                        );
+                    }
+                }
+                first = false;
+                continue;
+            }
+            ViewChange::Event(event) => {
                 println!("{}", describe(&event));
                 members.apply(&event);
             }
-            // Rule 3: events were lost; the view is the truth, rebuild from it.
-            Err(RecvError::Lagged(missed)) => {
-                println!("lagged: {missed} events missed; re-reading the view");
-                members = Members::from_view(&cluster.view());
+            // Rule 2: events were dropped; a fresh snapshot comes next.
+            ViewChange::Lagged(missed) => {
+                println!("lagged: {missed} events missed; a fresh snapshot follows");
+                continue;
             }
-            Err(RecvError::Closed) => break, // the engine stopped
+            _ => continue,
         }
-        // The engine publishes a view before sending its events, so a view may run ahead of
-        // the events still queued: compare only once the queue is drained.
-        if events.is_empty() {
+        // Rule 3: the view may run ahead of the events still queued: compare only once the
+        // stream has nothing ready.
+        if Pin::new(&mut changes).peek().now_or_never().is_none() {
             match members.diff(&cluster.view()) {
                 None => println!("  map agrees with view(): {}", members.names()),
-                Some(diff) => println!("  map differs from view() (events in flight?): {diff}"),
+                Some(diff) => println!("  map differs from view(): {diff}"),
             }
         }
     }

@@ -33,17 +33,34 @@ pub struct HookEvent {
     pub node: NodeName,
     pub incarnation: Incarnation,
     pub reason: Option<&'static str>,
+    /// The member as JSON (`node`, `incarnation`, `meta`), for `AUTOCLUSTER_MEMBER`.
+    pub member: String,
+    /// Its labels as a JSON object, for `AUTOCLUSTER_LABELS` (`{}` without any).
+    pub labels: String,
+    /// Its endpoints as a JSON object, for `AUTOCLUSTER_ENDPOINTS` (`{}` without any).
+    pub endpoints: String,
 }
 
 impl HookEvent {
     pub fn of(event: &Event) -> HookEvent {
+        let meta = event.member.meta.as_ref();
         HookEvent {
             kind: event.kind.as_str(),
             node: event.node.clone(),
             incarnation: event.member.incarnation,
             reason: event.reason.map(reason_str),
+            // JSON escapes every control character: what a peer registered cannot reach the
+            // handler's environment unescaped.
+            member: serde_json::to_string(&event.member).unwrap_or_else(|_| "{}".into()),
+            labels: json_object(meta.map(|m| &m.labels)),
+            endpoints: json_object(meta.map(|m| &m.endpoints)),
         }
     }
+}
+
+fn json_object(map: Option<&std::collections::BTreeMap<String, String>>) -> String {
+    map.and_then(|m| serde_json::to_string(m).ok())
+        .unwrap_or_else(|| "{}".into())
 }
 
 fn reason_str(reason: LeftReason) -> &'static str {
@@ -164,6 +181,9 @@ fn command(config: &HookConfig, event: &HookEvent, cmd: &str) -> Command {
         .env("AUTOCLUSTER_INCARNATION", event.incarnation.to_string())
         .env("AUTOCLUSTER_CLUSTER", &config.cluster)
         .env("AUTOCLUSTER_SELF", config.self_node.as_str())
+        .env("AUTOCLUSTER_MEMBER", &event.member)
+        .env("AUTOCLUSTER_LABELS", &event.labels)
+        .env("AUTOCLUSTER_ENDPOINTS", &event.endpoints)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

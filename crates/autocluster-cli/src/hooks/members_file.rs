@@ -1,6 +1,6 @@
-//! `--members-file PATH`: the running members, one node name a line, sorted, rewritten
-//! atomically whenever the running set changes; a write that fails is retried until it
-//! succeeds.
+//! `--members-file PATH`: the running members, one node name a line, sorted (or, with
+//! `--members-file-format json`, a JSON array of them with their metadata), rewritten
+//! atomically whenever that changes; a write that fails is retried until it succeeds.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,13 +21,22 @@ const WRITE_RETRY: Duration = Duration::from_secs(1);
 /// goes (the cluster stopped).
 pub async fn keep_members_file(
     path: PathBuf,
+    json: bool,
     mut view: watch::Receiver<View>,
     stats: Arc<HookStats>,
 ) {
-    let mut written: Option<Vec<String>> = Some(Vec::new());
+    let mut written: Option<Vec<String>> = Some(if json {
+        vec!["[]".to_string()]
+    } else {
+        Vec::new()
+    });
     let mut warn = RateLimited::new(Duration::from_secs(10));
     loop {
-        let running = running_members(&view.borrow_and_update());
+        let running = if json {
+            vec![running_members_json(&view.borrow_and_update())]
+        } else {
+            running_members(&view.borrow_and_update())
+        };
         let mut failed = false;
         if written.as_ref() != Some(&running) {
             let (p, lines) = (path.clone(), running.clone());
@@ -63,6 +72,16 @@ pub fn running_members(view: &View) -> Vec<String> {
     let mut names: Vec<String> = view.running_nodes().iter().map(|n| n.to_string()).collect();
     names.sort();
     names
+}
+
+/// The running members as a JSON array, as `/members` shows them (JSON escapes whatever a
+/// peer registered).
+pub fn running_members_json(view: &View) -> String {
+    let running: Vec<&autocluster::MemberEntry> = view
+        .members()
+        .filter(|e| e.status == autocluster::Status::Running)
+        .collect();
+    serde_json::to_string(&running).unwrap_or_else(|_| "[]".into())
 }
 
 /// Writes `lines` (one a line) to `path` so that a reader sees the old file or the new one,

@@ -4,7 +4,8 @@
 //! A handler runs through `sh -c`, one at a time in event order, with the event in
 //! environment variables (`AUTOCLUSTER_EVENT`, `_NODE`, `_INCARNATION`, `_REASON`, `_CLUSTER`,
 //! `_SELF`; none has the `__` of a configuration override, so an `autocluster` command the
-//! handler runs does not read them as configuration) and the running members, one node name a line, on
+//! handler runs does not read them as configuration), the member's JSON, labels and
+//! endpoints (`AUTOCLUSTER_MEMBER`, `_LABELS`, `_ENDPOINTS`, JSON objects) and the running members, one node name a line, on
 //! its standard input. Each is bounded by `--hook-timeout`: past it, the handler's whole
 //! process group is killed. A failing handler is logged, with its exit status and the tail of
 //! its stderr, and never stops the agent. A handler that cannot start for want of
@@ -46,6 +47,8 @@ pub struct HookConfig {
     pub on_change: Option<String>,
     /// `--members-file PATH`.
     pub members_file: Option<PathBuf>,
+    /// `--members-file-format json`: the members file is a JSON array with metadata.
+    pub members_json: bool,
     /// `--hook-timeout`.
     pub timeout: Duration,
     /// `cluster.name`, for `AUTOCLUSTER_CLUSTER`.
@@ -62,7 +65,12 @@ impl HookConfig {
     /// path that cannot be written is a configuration error before the node registers.
     pub fn prepare(&self) -> Result<(), Failure> {
         if let Some(path) = &self.members_file {
-            write_atomically(path, &[]).map_err(|e| {
+            let empty = if self.members_json {
+                vec!["[]".to_string()]
+            } else {
+                Vec::new()
+            };
+            write_atomically(path, &empty).map_err(|e| {
                 Failure::config(format!(
                     "--members-file {}: cannot write it: {e}",
                     path.display()
@@ -131,7 +139,8 @@ impl Hooks {
         let mut tasks = Vec::new();
         if let Some(path) = config.members_file.clone() {
             let view = cluster.watch();
-            let task = members_file::keep_members_file(path, view, stats.clone());
+            let task =
+                members_file::keep_members_file(path, config.members_json, view, stats.clone());
             tasks.push(spawn_watched(task, &ended_tx));
         }
         if config.on_change.is_some() {

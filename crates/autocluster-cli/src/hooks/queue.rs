@@ -32,17 +32,11 @@ impl Queue {
         // Members in the view now may have had their `joined` sent before we subscribed, or
         // may have it still to come: run it now, and skip the one that comes later.
         let mut pending: HashMap<NodeName, Incarnation> = HashMap::new();
-        let mut initial: VecDeque<HookEvent> = self
-            .view
-            .borrow()
+        let view = self.view.borrow().clone();
+        let mut initial: VecDeque<HookEvent> = view
             .members()
             .filter(|e| e.status == autocluster::Status::Running)
-            .map(|e| HookEvent {
-                kind: EventKind::Joined.as_str(),
-                node: e.member.node.clone(),
-                incarnation: e.member.incarnation,
-                reason: None,
-            })
+            .map(|e| HookEvent::of(&autocluster::Event::joined(e, view.revision)))
             .collect();
         for event in &initial {
             pending.insert(event.node.clone(), event.incarnation);

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     /// What this node registers now: `config.registration` at start, then every update
     /// ([`Shared::update_registration`]); the registration task writes each one.
     pub own: watch::Sender<Registration>,
+    /// Held through one update of `own`, so two at once do not lose either.
+    updating: Mutex<()>,
     /// Why the last deregistration failed (its kind and message), for `Cluster::leave`.
     pub deregister_failed: Mutex<Option<(ErrorKind, String)>>,
     /// Raised by the view task when this node's own registration vanished.
@@ -66,6 +68,7 @@ impl Shared {
             lease: watch::channel(None).0,
             registration_ok: watch::channel(true).0,
             own: watch::channel(config.registration.clone()).0,
+            updating: Mutex::new(()),
             deregister_failed: Mutex::new(None),
             own_key_missing: Notify::new(),
             cluster_id: watch::channel(None).0,
@@ -114,6 +117,7 @@ impl Shared {
         &self,
         update: impl FnOnce(&mut autocluster_plugin::Metadata),
     ) -> Result<bool> {
+        let _updating = lock(&self.updating);
         let mut next = self.own.borrow().clone();
         update(&mut next.meta);
         // What the engine owns stays: the name, the probed addresses, the start time.
