@@ -36,6 +36,8 @@ pub struct Cluster {
     shared: Arc<Shared>,
     /// The peer listener's counters, when this node runs one.
     listener: Option<Arc<ListenerStats>>,
+    /// `cluster.name`, when started from settings (a label of `autocluster_info`).
+    cluster_name: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -83,6 +85,7 @@ impl Cluster {
         }
         let mut cluster = Cluster::assemble(backend, config, extra);
         cluster.listener = listener_stats;
+        cluster.cluster_name = Some(settings.cluster_name.as_str().into());
         Ok(cluster)
     }
 
@@ -103,7 +106,19 @@ impl Cluster {
             engine,
             shared,
             listener: None,
+            cluster_name: None,
         }
+    }
+
+    /// What [`crate::metrics::ClusterMetrics`] reads.
+    pub(crate) fn metric_parts(
+        &self,
+    ) -> (Arc<Shared>, Option<Arc<ListenerStats>>, Option<Arc<str>>) {
+        (
+            self.shared.clone(),
+            self.listener.clone(),
+            self.cluster_name.clone(),
+        )
     }
 
     /// This node.
