@@ -110,6 +110,11 @@ impl Cluster {
         }
     }
 
+    /// The engine's shared state.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// What [`crate::metrics::ClusterMetrics`] reads.
     pub(crate) fn metric_parts(
         &self,

@@ -29,6 +29,8 @@ pub mod dispatch;
 pub mod engine;
 pub mod metrics;
 pub mod probe;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod report;
 mod view;
 
