@@ -36,7 +36,7 @@ use crate::engine::Shared;
 #[cfg(feature = "tonic")]
 mod tonic;
 #[cfg(feature = "tonic")]
-pub use self::tonic::feed_balance_channel;
+pub use self::tonic::{feed_balance_channel, feed_balance_channel_with};
 use crate::view::{Event, EventKind, Status};
 use crate::Cluster;
 
@@ -229,12 +229,22 @@ impl Drop for Feed {
 /// Sends every change of `discover` to `tx`, from a task of its own, until the cluster stops
 /// or `tx`'s receiver is gone.
 pub fn feed<S: Send + 'static>(
-    mut discover: Discover<S>,
+    discover: Discover<S>,
     tx: mpsc::Sender<Change<NodeName, S>>,
 ) -> Feed {
+    feed_mapped(discover, tx, |c| c)
+}
+
+/// [`feed`], with each change turned into what `tx` takes.
+fn feed_mapped<S, T, M>(mut discover: Discover<S>, tx: mpsc::Sender<T>, map: M) -> Feed
+where
+    S: Send + 'static,
+    T: Send + 'static,
+    M: Fn(Change<NodeName, S>) -> T + Send + 'static,
+{
     let task = tokio::spawn(async move {
         while let Some(Ok(change)) = discover.next().await {
-            if tx.send(change).await.is_err() {
+            if tx.send(map(change)).await.is_err() {
                 break;
             }
         }
