@@ -29,9 +29,9 @@ pub mod dispatch;
 pub mod engine;
 pub mod metrics;
 pub mod probe;
+mod report;
 #[cfg(feature = "tower")]
 pub mod tower;
-mod report;
 mod view;
 
 pub use autocluster_plugin as plugin;

@@ -170,7 +170,8 @@ impl<S, F: FnMut(&NodeName, &str) -> Option<S>> Follow<S, F> {
             EventKind::Left => self.unset(&event.node),
             EventKind::Joined | EventKind::Updated => {
                 match endpoint_of(&event.member, &self.name) {
-                    Some(addr) if self.known.get(&event.node).map(String::as_str) == Some(addr) => {}
+                    Some(addr) if self.known.get(&event.node).map(String::as_str) == Some(addr) => {
+                    }
                     Some(addr) => self.set(event.node.clone(), addr.to_string()),
                     None => self.unset(&event.node),
                 }
