@@ -116,14 +116,8 @@ impl Cluster {
     }
 
     /// What [`crate::metrics::ClusterMetrics`] reads.
-    pub(crate) fn metric_parts(
-        &self,
-    ) -> (Arc<Shared>, Option<Arc<ListenerStats>>, Option<Arc<str>>) {
-        (
-            self.shared.clone(),
-            self.listener.clone(),
-            self.cluster_name.clone(),
-        )
+    pub(crate) fn metric_parts(&self) -> (Option<Arc<ListenerStats>>, Option<Arc<str>>) {
+        (self.listener.clone(), self.cluster_name.clone())
     }
 
     /// This node.

@@ -59,9 +59,9 @@ impl Cluster {
     /// A collector of this cluster's series (see [`crate::metrics`]), for a registry of your
     /// own making; [`Cluster::register_metrics`] is the usual way.
     pub fn metrics(&self) -> ClusterMetrics {
-        let (shared, listener, cluster_name) = self.metric_parts();
+        let (listener, cluster_name) = self.metric_parts();
         ClusterMetrics {
-            shared,
+            shared: self.shared().clone(),
             listener,
             cluster_name,
         }
