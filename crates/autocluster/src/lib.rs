@@ -17,7 +17,9 @@
 //! The crates: `autocluster-plugin` (the contract every backend implements), this crate (the
 //! configuration, the dispatch of `cluster.discovery`, the engine, [`Cluster`]), one crate per
 //! backend under `plugins/`, enabled by this crate's cargo features `etcd` (default),
-//! `static`, `dns` and `mcast`.
+//! `static`, `dns` and `mcast`. The feature `tower` adds the module `tower` (the live
+//! members as a `tower::discover::Discover`), `tonic` its feeder of a tonic balance channel;
+//! [`metrics`] registers the engine's series in a `prometheus-client` registry.
 #![deny(missing_docs)]
 
 #[cfg(feature = "bench-support")]
