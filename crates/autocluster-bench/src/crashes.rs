@@ -1,7 +1,6 @@
 //! Crash visibility: members with a short `node_ttl` stop keeping their lease alive without
 //! revoking it; etcd expires the lease and the delete reaches the watchers.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use autocluster::bench_support::{node_name, Registrar};
@@ -58,9 +57,9 @@ pub async fn run(
 /// point of the keep-alive period.
 async fn kill(j: usize, reg: Registrar, ttl: Duration) -> Instant {
     if j.is_multiple_of(2) {
-        let before = reg.stats().renewals.load(Ordering::Relaxed);
+        let before = reg.stats().renewals();
         let give_up = Instant::now() + ttl * 2;
-        while reg.stats().renewals.load(Ordering::Relaxed) == before && Instant::now() < give_up {
+        while reg.stats().renewals() == before && Instant::now() < give_up {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     } else {

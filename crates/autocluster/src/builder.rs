@@ -123,6 +123,7 @@ impl ClusterBuilder {
         }
         let mut cluster = Cluster::assemble(backend, config, extra);
         cluster.listener = listener_stats;
+        cluster.cluster_name = Some(settings.cluster_name.as_str().into());
         cluster.formation = crate::formation::FormationState::new(
             &settings.cluster_name,
             crate::formation::FormationConfig::from_settings(settings)?,

@@ -39,6 +39,8 @@ pub struct Cluster {
     pub(crate) listener: Option<Arc<ListenerStats>>,
     /// Formation's settings, decision and sightings (`formation/`).
     pub(crate) formation: Arc<FormationState>,
+    /// `cluster.name`, when started from settings (a label of `autocluster_info`).
+    pub(crate) cluster_name: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -101,7 +103,18 @@ impl Cluster {
             shared,
             listener: None,
             formation: FormationState::new(cluster_name, FormationConfig::default()),
+            cluster_name: None,
         }
+    }
+
+    /// The engine's shared state.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// What [`crate::metrics::ClusterMetrics`] reads.
+    pub(crate) fn metric_parts(&self) -> (Option<Arc<ListenerStats>>, Option<Arc<str>>) {
+        (self.listener.clone(), self.cluster_name.clone())
     }
 
     /// This node.

@@ -17,7 +17,9 @@
 //! The crates: `autocluster-plugin` (the contract every backend implements), this crate (the
 //! configuration, the dispatch of `cluster.discovery`, the engine, [`Cluster`]), one crate per
 //! backend under `plugins/`, enabled by this crate's cargo features `etcd` (default),
-//! `static`, `dns` and `mcast`.
+//! `static`, `dns` and `mcast`. The feature `tower` adds the module `tower` (the live
+//! members as a `tower::discover::Discover`), `tonic` its feeder of a tonic balance channel;
+//! [`metrics`] registers the engine's series in a `prometheus-client` registry.
 #![deny(missing_docs)]
 
 #[cfg(feature = "bench-support")]
@@ -31,8 +33,11 @@ pub mod dispatch;
 pub mod engine;
 pub mod formation;
 pub mod metadata;
+pub mod metrics;
 pub mod probe;
 mod report;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod view;
 
 pub use autocluster_plugin as plugin;
@@ -43,5 +48,6 @@ pub use cluster::{Cluster, ClusterLock};
 pub use config::{ConfigError, Settings};
 pub use engine::EngineConfig;
 pub use formation::{ForeignMember, Formation, FormationConfig, Role};
+pub use prometheus_client;
 pub use report::StatusReport;
 pub use view::{Event, EventKind, Health, LeftReason, MemberEntry, Status, View};

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use autocluster::{EngineConfig, EventKind, Metadata, NodeName};
@@ -91,9 +90,7 @@ pub async fn converge(nodes: &[&Node], all: &[&str]) {
 /// The events `node`'s engine published so far (its own counters).
 pub fn published(node: &Node) -> usize {
     let s = node.cluster.stats();
-    (s.joined.load(Ordering::Relaxed)
-        + s.left.load(Ordering::Relaxed)
-        + s.updated.load(Ordering::Relaxed)) as usize
+    (s.joined() + s.left() + s.updated()) as usize
 }
 
 /// Waits until each node's recorder has every event its engine published and the events add

@@ -1,4 +1,5 @@
-//! Counters the engine keeps for metrics.
+//! Counters the engine keeps for metrics. Only the engine writes them; everyone else reads
+//! them through the getters (or through [`crate::metrics`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,28 +10,23 @@ use autocluster_plugin::ErrorKind;
 use crate::view::EventKind;
 
 /// Counters since start: backend calls by operation and outcome, events by kind, lease
-/// renewals.
+/// renewals. Read-only outside the engine.
 #[derive(Debug, Default)]
 pub struct Stats {
     calls: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    /// Joined events.
-    pub joined: AtomicU64,
-    /// Left events.
-    pub left: AtomicU64,
-    /// Updated events.
-    pub updated: AtomicU64,
-    /// Keep-alives that succeeded.
-    pub renewals: AtomicU64,
-    /// Keep-alives that failed.
-    pub renewal_failures: AtomicU64,
-    /// Registrations written (the first, and each after a loss).
-    pub registrations: AtomicU64,
-    /// Full resyncs after a gap or compaction.
-    pub resyncs: AtomicU64,
-    /// Watches reopened because they said nothing for several progress periods.
-    pub watch_silences: AtomicU64,
-    /// Engine tasks that panicked or ended unexpectedly.
-    pub task_failures: AtomicU64,
+    joined: AtomicU64,
+    left: AtomicU64,
+    updated: AtomicU64,
+    pub(crate) renewals: AtomicU64,
+    pub(crate) renewal_failures: AtomicU64,
+    pub(crate) registrations: AtomicU64,
+    pub(crate) resyncs: AtomicU64,
+    pub(crate) watch_silences: AtomicU64,
+    task_failures: AtomicU64,
+}
+
+fn get(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
 }
 
 impl Stats {
@@ -60,5 +56,50 @@ impl Stats {
             .lock()
             .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
             .unwrap_or_default()
+    }
+
+    /// `Joined` events so far.
+    pub fn joined(&self) -> u64 {
+        get(&self.joined)
+    }
+
+    /// `Left` events so far.
+    pub fn left(&self) -> u64 {
+        get(&self.left)
+    }
+
+    /// `Updated` events so far.
+    pub fn updated(&self) -> u64 {
+        get(&self.updated)
+    }
+
+    /// Keep-alives of this node's registration that succeeded.
+    pub fn renewals(&self) -> u64 {
+        get(&self.renewals)
+    }
+
+    /// Keep-alives of this node's registration that failed.
+    pub fn renewal_failures(&self) -> u64 {
+        get(&self.renewal_failures)
+    }
+
+    /// Registrations written: the first, and one after each loss.
+    pub fn registrations(&self) -> u64 {
+        get(&self.registrations)
+    }
+
+    /// Full resyncs after a gap or a compaction.
+    pub fn resyncs(&self) -> u64 {
+        get(&self.resyncs)
+    }
+
+    /// Watches reopened because they said nothing for several progress periods.
+    pub fn watch_silences(&self) -> u64 {
+        get(&self.watch_silences)
+    }
+
+    /// Engine tasks that panicked or ended on their own.
+    pub fn task_failures(&self) -> u64 {
+        get(&self.task_failures)
     }
 }
