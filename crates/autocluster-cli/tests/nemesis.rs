@@ -4,7 +4,8 @@
 //! rejoin, an agent cut or blackholed, an etcd member or the leader killed, quorum lost,
 //! etcd restarted or wiped, compaction, garbage and large values under the prefix). Every
 //! round ends healed; the checker then proves, from the history file alone, the six
-//! properties of `docs/reliability.md`.
+//! properties of `docs/reliability.md`. The same over multicast, between network
+//! namespaces, with nftables loss, isolation and splits (root).
 //!
 //! About 3 minutes: two seeds of 60 s on etcd, one of 60 s on multicast (plus start-up and
 //! the last round). `AUTOCLUSTER_NEMESIS_MINUTES=60` runs each seed that long,
