@@ -115,9 +115,8 @@ impl McastRun {
     }
 
     async fn restart_agent(&mut self, i: usize) -> io::Result<()> {
-        let wrapper = self.net.wrapper(i + 1);
-        let (ttl, bin) = (self.s.node_ttl, self.s.bin.clone());
-        super::rounds::restart(&mut self.agents[i], &bin, &wrapper, ttl, &self.history).await
+        let (ttl, bin) = (self.s.node_ttl, &self.s.bin);
+        super::rounds::restart(&mut self.agents[i], bin, ttl, &self.history).await
     }
 
     fn state(&self) {
@@ -165,8 +164,16 @@ impl McastRun {
             target: None,
         });
         self.state();
-        let ttl = self.s.node_ttl;
-        super::rounds::truth(&self.agents, &self.views, &self.history, ttl, heal_ms).await?;
+        let (ttl, bin) = (self.s.node_ttl, &self.s.bin);
+        super::rounds::truth(
+            &mut self.agents,
+            bin,
+            &self.views,
+            &self.history,
+            ttl,
+            heal_ms,
+        )
+        .await?;
         Ok(())
     }
 
