@@ -54,12 +54,9 @@ pub async fn run(s: Settings) -> io::Result<Outcome> {
              cluster.mcast.member_ttl = {ttl_ms}ms\n"
         );
         let admin = SocketAddr::from((addr, 8070));
-        agents.push(AgentProc::with_admin(
-            &s.dir,
-            &format!("n{k}@{addr}"),
-            admin,
-            &body,
-        ));
+        let mut agent = AgentProc::with_admin(&s.dir, &format!("n{k}@{addr}"), admin, &body);
+        agent.wrapper = net.wrapper(k);
+        agents.push(agent);
     }
     history.write(Record::Start {
         seed: s.seed,
