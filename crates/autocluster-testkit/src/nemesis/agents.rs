@@ -27,6 +27,8 @@ pub struct AgentProc {
     pub state: AgentState,
     /// When it was last killed or left (a restart waits for its lease to run out).
     pub down_at: Option<Instant>,
+    /// A program (with its arguments) that runs it, such as `ip netns exec ns1`; empty: none.
+    pub wrapper: Vec<String>,
 }
 
 /// A loopback address with a port that was free a moment ago.
@@ -93,17 +95,18 @@ impl AgentProc {
                 connected: true,
             },
             down_at: None,
+            wrapper: Vec::new(),
         }
     }
 
-    /// Starts the binary at `bin` (its stderr appended to `<name>.log`), wrapped by `wrapper`
-    /// (such as `ip netns exec ns1`) when it is not empty.
-    pub fn start(&mut self, bin: &Path, wrapper: &[String]) -> std::io::Result<()> {
+    /// Starts the binary at `bin` (its stderr appended to `<name>.log`), through its
+    /// [`wrapper`](AgentProc::wrapper) if it has one.
+    pub fn start(&mut self, bin: &Path) -> std::io::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let mut cmd = match wrapper.split_first() {
+        let mut cmd = match self.wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
                 c.args(rest).arg(bin);

@@ -145,11 +145,13 @@ impl EtcdRun {
                 .duration(Duration::from_millis(200), Duration::from_millis(1500));
             tokio::time::sleep(pause).await;
             let now = Instant::now();
-            let due: Vec<usize> = (0..self.active.len())
-                .filter(|&i| self.active[i].heal_at <= now)
-                .collect();
-            for i in due.into_iter().rev() {
-                let a = self.active.remove(i);
+            let (mut due, rest) = std::mem::take(&mut self.active)
+                .into_iter()
+                .partition(|a| a.heal_at <= now);
+            self.active = rest;
+            // The servers first: an agent restarted without a quorum could not register.
+            due.sort_by_key(|a: &Active| a.fault.scope() != "etcd");
+            for a in due {
                 self.heal(a).await?;
             }
             if self.dice.chance(0.6) {
@@ -157,7 +159,9 @@ impl EtcdRun {
                 self.inject(kind).await?;
             }
         }
-        while let Some(a) = self.active.pop() {
+        let mut all = std::mem::take(&mut self.active);
+        all.sort_by_key(|a| a.fault.scope() != "etcd");
+        for a in all {
             self.heal(a).await?;
         }
         if self.junk {
@@ -309,16 +313,18 @@ impl EtcdRun {
 
     async fn restart_agent(&mut self, i: usize) -> io::Result<()> {
         let ttl = self.s.node_ttl;
-        super::rounds::restart(&mut self.agents[i], &self.s.bin, &[], ttl, &self.history).await
+        super::rounds::restart(&mut self.agents[i], &self.s.bin, ttl, &self.history).await
     }
 
     /// After a round's heal: the truth, the views' convergence awaited, the keys read.
     async fn checkpoint(&mut self, heal_ms: u64) -> io::Result<()> {
+        let (ttl, bin) = (self.s.node_ttl, &self.s.bin);
         super::rounds::truth(
-            &self.agents,
+            &mut self.agents,
+            bin,
             &self.views,
             &self.history,
-            self.s.node_ttl,
+            ttl,
             heal_ms,
         )
         .await?;

@@ -54,12 +54,9 @@ pub async fn run(s: Settings) -> io::Result<Outcome> {
              cluster.mcast.member_ttl = {ttl_ms}ms\n"
         );
         let admin = SocketAddr::from((addr, 8070));
-        agents.push(AgentProc::with_admin(
-            &s.dir,
-            &format!("n{k}@{addr}"),
-            admin,
-            &body,
-        ));
+        let mut agent = AgentProc::with_admin(&s.dir, &format!("n{k}@{addr}"), admin, &body);
+        agent.wrapper = net.wrapper(k);
+        agents.push(agent);
     }
     history.write(Record::Start {
         seed: s.seed,
@@ -115,9 +112,8 @@ impl McastRun {
     }
 
     async fn restart_agent(&mut self, i: usize) -> io::Result<()> {
-        let wrapper = self.net.wrapper(i + 1);
-        let (ttl, bin) = (self.s.node_ttl, self.s.bin.clone());
-        super::rounds::restart(&mut self.agents[i], &bin, &wrapper, ttl, &self.history).await
+        let (ttl, bin) = (self.s.node_ttl, &self.s.bin);
+        super::rounds::restart(&mut self.agents[i], bin, ttl, &self.history).await
     }
 
     fn state(&self) {
@@ -165,8 +161,16 @@ impl McastRun {
             target: None,
         });
         self.state();
-        let ttl = self.s.node_ttl;
-        super::rounds::truth(&self.agents, &self.views, &self.history, ttl, heal_ms).await?;
+        let (ttl, bin) = (self.s.node_ttl, &self.s.bin);
+        super::rounds::truth(
+            &mut self.agents,
+            bin,
+            &self.views,
+            &self.history,
+            ttl,
+            heal_ms,
+        )
+        .await?;
         Ok(())
     }
 

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use super::agents::{follow_events, AgentProc};
 use super::history::{HistoryWriter, Members, Record};
 
-/// Starts `a` (through `wrapper`) once the registration of its last life ran out (`ttl` and
-/// a second after it went down), waits until it is ready, and follows its events. Retries
-/// when it exits at once (refused while an old registration still held its name).
+/// Starts `a` once the registration of its last life ran out (`ttl` and a second after it
+/// went down), follows its events, and waits until it is ready or exits. One that exits (a
+/// name still held: an old lease that a lost quorum kept alive) is started again later, up
+/// to five times; one that runs but is not ready within 30 s (its backend is down) is left
+/// running: the round's truth waits for it.
 pub async fn restart(
     a: &mut AgentProc,
     bin: &Path,
-    wrapper: &[String],
     ttl: Duration,
     history: &HistoryWriter,
 ) -> io::Result<()> {
@@ -25,23 +26,16 @@ pub async fn restart(
             let ok_at = down + ttl + Duration::from_secs(1);
             tokio::time::sleep(ok_at.saturating_duration_since(Instant::now())).await;
         }
-        a.start(bin, wrapper)?;
+        a.start(bin)?;
+        tokio::task::block_in_place(|| follow_events(&a.name, a.admin, history));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if a.exited().is_some() {
                 a.kill();
                 break;
             }
-            if tokio::task::block_in_place(|| a.ready()).is_some() {
-                follow_events(&a.name, a.admin, history);
+            if tokio::task::block_in_place(|| a.ready()).is_some() || Instant::now() > deadline {
                 return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(io::Error::other(format!(
-                    "{} not ready 30 s after its start; log tail:\n{}",
-                    a.name,
-                    a.log_tail()
-                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -57,24 +51,29 @@ pub async fn restart(
 /// finds out whether its registration ran out), every agent ready with its own incarnation
 /// (the truth, written), then waits until every view equals it, at most `2 ttl + 3 s`.
 pub async fn truth(
-    agents: &[AgentProc],
+    agents: &mut [AgentProc],
+    bin: &Path,
     views: &Mutex<HashMap<String, Members>>,
     history: &HistoryWriter,
     ttl: Duration,
     heal_ms: u64,
 ) -> io::Result<Members> {
     tokio::time::sleep(ttl / 3 + Duration::from_millis(500)).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut truth = Members::new();
-    for a in agents {
+    for a in agents.iter_mut() {
         loop {
+            if a.exited().is_some() {
+                a.kill();
+                restart(a, bin, ttl, history).await?;
+            }
             if let Some(inc) = tokio::task::block_in_place(|| a.ready()) {
                 truth.insert(a.name.clone(), inc);
                 break;
             }
             if Instant::now() > deadline {
                 return Err(io::Error::other(format!(
-                    "{} not ready 30 s after the heal; log tail:\n{}",
+                    "{} not ready 60 s after the heal; log tail:\n{}",
                     a.name,
                     a.log_tail()
                 )));

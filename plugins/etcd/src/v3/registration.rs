@@ -3,9 +3,10 @@
 //! taken over: the caller gets a `Conflict` naming the holder, and leaves a marker the holder
 //! logs (see [`crate::clash`]).
 //!
-//! A claim can be applied by etcd and its answer lost (a timeout, a connection reset): the
-//! key is then held by a lease this backend granted. The next attempt finds it so, and adopts
-//! that lease instead of refusing its own registration as another process's.
+//! A claim can be applied by etcd and its answer lost (a timeout, a connection reset, or the
+//! engine's bound on the call dropping it): the key is then held by a lease this backend
+//! granted. The next attempt finds it so, and adopts that lease instead of refusing its own
+//! registration as another process's.
 
 use std::time::Duration;
 
@@ -21,8 +22,9 @@ use crate::keys::encode_value;
 /// How many unanswered leases a backend remembers (each expires within `node_ttl` anyway).
 const UNANSWERED: usize = 8;
 
-/// Leases this backend granted for a registration whose claim got no answer: the claim may
-/// have been applied, so a key held by one of them is this backend's own.
+/// Leases this backend granted for a registration whose claim has not answered (yet, or ever:
+/// a call dropped by the engine's bound): the claim may have been applied, so a key held by
+/// one of them is this backend's own.
 #[derive(Debug, Default)]
 pub(super) struct Unanswered(std::sync::Mutex<Vec<i64>>);
 
@@ -62,8 +64,15 @@ impl EtcdBackend {
             )
             .await?;
         let id = grant.id();
+        // Remembered until this attempt answers: the engine's bound on the call may drop it
+        // after etcd applied the claim, and the next attempt must know the lease as ours.
+        self.unanswered.remember(id);
         let key = self.shared.layout.node_key(&reg.node);
-        match self.claim("register", reg, id, false).await {
+        let claim = self.claim("register", reg, id, false).await;
+        if claim.is_ok() {
+            self.unanswered.take(id);
+        }
+        match claim {
             Ok(Claim::Written) => Ok(Lease {
                 id: id as u64,
                 ttl: Duration::from_secs(grant.ttl().max(1) as u64),
@@ -90,8 +99,7 @@ impl EtcdBackend {
             Err(e) => {
                 // Best effort: the lease would expire by itself anyway. The claim may have
                 // been applied: if the revoke was lost too, the next attempt finds the key on
-                // this lease.
-                self.unanswered.remember(id);
+                // this lease, which stays remembered.
                 self.revoke_quietly(id).await;
                 Err(e.with_key(key))
             }
@@ -217,9 +225,10 @@ mod tests {
 
     use crate::config::EtcdConfig;
 
-    /// Nemesis seed 3 (issue 16): a claim applied by etcd whose answer was lost (a timeout
-    /// while a member restarted), and a revoke lost too; the retry found the key on the lost
-    /// attempt's lease and refused its own node as "another process" (the agent exited 2).
+    /// Nemesis seed 3 (issue 16): a claim applied by etcd whose answer was lost (the engine's
+    /// 2 s bound dropped the call while a member restarted, or quorum came back); the retry
+    /// found the key on the lost attempt's lease and refused its own node as "another
+    /// process" (the agent exited 2).
     #[tokio::test]
     async fn a_key_on_a_lease_whose_claim_was_unanswered_is_adopted_not_refused() {
         let etcd = EtcdServer::start().await.unwrap();

@@ -4,7 +4,8 @@
 //! 1. After each round's heal, every agent's running members equal the truth (names and
 //!    incarnations) within `node_ttl + grace + 1 s` of the heal.
 //! 2. No agent is seen `left` while it was live, running, connected and untouched by any
-//!    fault of its own for the `node_ttl + 2 s` before.
+//!    fault of its own for the `node_ttl + 2 s` before (on multicast, by an observer that
+//!    was itself so: one that cannot hear expires what it misses).
 //! 3. No observer sees one incarnation join twice without a leave between (per stream).
 //! 4. After each round, the node keys in etcd equal the truth (names and leases).
 //! 5. An agent killed (SIGKILL) after 2 s of health is seen `left` by every agent that stayed
