@@ -68,6 +68,11 @@ pub fn render(cluster: &Cluster, cluster_name: &str, agent: &AgentMetrics) -> St
     }
 
     engine_counters(&mut m, cluster);
+    m.counter(
+        "autocluster_formation_foreign_sightings_total",
+        "Members of this cluster name seen carrying another cluster id (two clusters formed)",
+        cluster.foreign_sightings(),
+    );
     health_gauges(&mut m, &view, &cluster.health());
     agent_metrics(&mut m, agent);
     m.out
