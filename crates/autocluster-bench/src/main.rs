@@ -27,6 +27,8 @@ mod agent;
 mod args;
 mod convergence;
 mod crashes;
+mod formation;
+mod formation_env;
 mod join_leave;
 mod machine;
 mod members;
@@ -52,6 +54,11 @@ use report::Report;
 use steady::Load;
 
 fn main() {
+    // `autocluster-bench formation ...`: the formation trials (formation.rs).
+    if std::env::args().nth(1).as_deref() == Some("formation") {
+        let argv = std::env::args().skip(1).collect();
+        std::process::exit(formation::main(argv));
+    }
     let args = Args::parse();
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()

@@ -76,7 +76,7 @@ pub async fn run(args: &AgentArgs) -> Result<(), Failure> {
     let bound = listener.local_addr().map_err(Failure::runtime)?;
     let warnings = warnings(&settings, bound);
 
-    let hook_config = HookConfig {
+    let mut hook_config = HookConfig {
         on_change: args.on_change.clone(),
         members_file: args.members_file.clone(),
         members_json: args.members_file_format == crate::cli::MembersFormat::Json,
@@ -84,6 +84,7 @@ pub async fn run(args: &AgentArgs) -> Result<(), Failure> {
         cluster: settings.cluster_name.clone(),
         self_node: settings.node.clone(),
         open_files: files.raised_from,
+        formation: None,
     };
     hook_config.prepare()?;
 
@@ -96,6 +97,10 @@ pub async fn run(args: &AgentArgs) -> Result<(), Failure> {
         cluster = %settings.cluster_name,
         "agent started"
     );
+    hook_config.formation = Some(cluster.watch_formation());
+    if crate::formation::configured(&settings) {
+        crate::formation::spawn(&cluster);
+    }
     if let Some(cmd) = &args.on_change {
         tracing::info!(timeout = ?args.hook_timeout, "running `{cmd}` on every membership event");
     }
@@ -371,6 +376,7 @@ mod tests {
                 cluster: "emqxcl".into(),
                 self_node: node,
                 open_files: None,
+                formation: None,
             },
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -12,6 +12,7 @@ mod cli;
 mod client;
 mod completions;
 mod demo;
+mod formation;
 mod hooks;
 mod limits;
 mod logging;

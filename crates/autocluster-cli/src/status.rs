@@ -35,6 +35,7 @@ pub fn render(status: &AgentStatus) -> String {
     out.push_str(&members_table(&report.members));
     let _ = writeln!(out);
     out.push_str(&health(report));
+    out.push_str(&crate::formation::status_lines(report));
     if !status.warnings.is_empty() {
         let _ = writeln!(out);
         for warning in &status.warnings {

@@ -45,6 +45,7 @@ pub struct ClusterMetrics {
     shared: Arc<Shared>,
     listener: Option<Arc<ListenerStats>>,
     cluster_name: Option<Arc<str>>,
+    formation: Arc<crate::formation::FormationState>,
 }
 
 impl fmt::Debug for ClusterMetrics {
@@ -64,6 +65,7 @@ impl Cluster {
             shared: self.shared().clone(),
             listener,
             cluster_name,
+            formation: self.formation_state().clone(),
         }
     }
 
@@ -153,6 +155,11 @@ impl ClusterMetrics {
                 "task_failures",
                 "Engine tasks that panicked or ended on their own (the node then leaves)",
                 s.task_failures(),
+            ),
+            (
+                "formation_foreign_sightings",
+                "Members of this cluster name seen carrying another cluster id (two clusters formed)",
+                self.formation.sightings.load(std::sync::atomic::Ordering::Relaxed),
             ),
             (
                 "invalid_entries",

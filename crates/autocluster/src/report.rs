@@ -4,6 +4,7 @@
 use autocluster_plugin::{NodeName, Revision};
 use serde::{Deserialize, Serialize};
 
+use crate::formation::{ForeignMember, Formation};
 use crate::view::{emqx_status_line, Health, MemberEntry};
 use crate::Cluster;
 
@@ -30,6 +31,15 @@ pub struct StatusReport {
     pub revision: Revision,
     /// True while the view is the last known one rather than a live one.
     pub stale: bool,
+    /// The formation decision, once made (`docs/formation.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formation: Option<Formation>,
+    /// Why formation failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formation_error: Option<String>,
+    /// Members of this cluster name that carry another cluster id: two clusters formed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_members: Vec<ForeignMember>,
 }
 
 impl StatusReport {
@@ -46,6 +56,9 @@ impl StatusReport {
             health: cluster.health(),
             revision: view.revision,
             stale: view.stale,
+            formation: cluster.formation(),
+            formation_error: cluster.formation_error(),
+            foreign_members: cluster.foreign_members(),
         }
     }
 
@@ -97,6 +110,9 @@ mod tests {
             health: health(),
             revision: Revision(7),
             stale: false,
+            formation: None,
+            formation_error: None,
+            foreign_members: Vec::new(),
         }
     }
 

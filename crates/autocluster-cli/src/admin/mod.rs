@@ -114,6 +114,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/members", get(members))
+        .route("/formation", get(formation))
         .route("/events", get(events))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
@@ -127,6 +128,18 @@ async fn status(State(state): State<Arc<AdminState>>) -> Response {
             report: StatusReport::new(cluster, &state.cluster_name),
             warnings: state.warnings.clone(),
         })
+    })
+}
+
+/// `/formation`: the decision (null before), why it failed, the members of another cluster.
+async fn formation(State(state): State<Arc<AdminState>>) -> Response {
+    state.with(|cluster| {
+        Json(json!({
+            "formation": cluster.formation(),
+            "error": cluster.formation_error(),
+            "foreign_members": cluster.foreign_members(),
+            "foreign_sightings": cluster.foreign_sightings(),
+        }))
     })
 }
 

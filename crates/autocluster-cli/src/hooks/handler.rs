@@ -42,6 +42,20 @@ pub struct HookEvent {
 }
 
 impl HookEvent {
+    /// The event of a formation decision: `formed`, the node to join (this one when it
+    /// seeds).
+    pub fn formed(f: &autocluster::Formation) -> HookEvent {
+        HookEvent {
+            kind: "formed",
+            node: f.target.clone(),
+            incarnation: Incarnation(0),
+            reason: None,
+            member: "{}".into(),
+            labels: "{}".into(),
+            endpoints: "{}".into(),
+        }
+    }
+
     pub fn of(event: &Event) -> HookEvent {
         let meta = event.member.meta.as_ref();
         HookEvent {
@@ -190,6 +204,17 @@ fn command(config: &HookConfig, event: &HookEvent, cmd: &str) -> Command {
     match event.reason {
         Some(reason) => command.env("AUTOCLUSTER_REASON", reason),
         None => command.env_remove("AUTOCLUSTER_REASON"),
+    };
+    let formation = config.formation.as_ref().and_then(|f| f.borrow().clone());
+    match formation {
+        Some(f) => command
+            .env("AUTOCLUSTER_FORMATION", f.role.as_str())
+            .env("AUTOCLUSTER_FORMATION_TARGET", f.target.as_str())
+            .env("AUTOCLUSTER_CLUSTER_ID", &f.cluster_id),
+        None => command
+            .env_remove("AUTOCLUSTER_FORMATION")
+            .env_remove("AUTOCLUSTER_FORMATION_TARGET")
+            .env_remove("AUTOCLUSTER_CLUSTER_ID"),
     };
     command
 }

@@ -3,9 +3,11 @@
 //!
 //! A handler runs through `sh -c`, one at a time in event order, with the event in
 //! environment variables (`AUTOCLUSTER_EVENT`, `_NODE`, `_INCARNATION`, `_REASON`, `_CLUSTER`,
-//! `_SELF`; none has the `__` of a configuration override, so an `autocluster` command the
-//! handler runs does not read them as configuration), the member's JSON, labels and
-//! endpoints (`AUTOCLUSTER_MEMBER`, `_LABELS`, `_ENDPOINTS`, JSON objects) and the running members, one node name a line, on
+//! `_SELF`, and once formation decided `_FORMATION` (`seed` or `join`), `_FORMATION_TARGET`
+//! and `_CLUSTER_ID`; none has the `__` of a configuration override, so an `autocluster`
+//! command the handler runs does not read them as configuration), the member's JSON, labels
+//! and endpoints (`AUTOCLUSTER_MEMBER`, `_LABELS`, `_ENDPOINTS`, JSON objects) and the running
+//! members, one node name a line, on
 //! its standard input. Each is bounded by `--hook-timeout`: past it, the handler's whole
 //! process group is killed. A failing handler is logged, with its exit status and the tail of
 //! its stderr, and never stops the agent. A handler that cannot start for want of
@@ -28,7 +30,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autocluster::{Cluster, NodeName};
+use autocluster::{Cluster, Formation, NodeName};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -58,6 +60,9 @@ pub struct HookConfig {
     /// The open-file soft limit a handler runs with, when the agent raised its own: the
     /// one it started with (a program that uses `select()` expects no more than 1,024).
     pub open_files: Option<u64>,
+    /// The formation decision, once made: `AUTOCLUSTER_FORMATION`, `_FORMATION_TARGET` and
+    /// `_CLUSTER_ID` of every handler after it, and one `formed` event when it is made.
+    pub formation: Option<watch::Receiver<Option<Formation>>>,
 }
 
 impl HookConfig {
@@ -147,7 +152,9 @@ impl Hooks {
             // Subscribe before reading the view: a member is then either in the view read
             // here or in an event received later (or both, which the queue sorts out).
             let events = cluster.events();
+            let formation = cluster.watch_formation();
             let queue = queue::Queue {
+                formation,
                 config,
                 stats,
                 events,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use autocluster::plugin::Incarnation;
-use autocluster::{Event, EventKind, NodeName, View};
+use autocluster::{Event, EventKind, Formation, NodeName, View};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
@@ -23,6 +23,8 @@ pub struct Queue {
     pub view: watch::Receiver<View>,
     /// Set when the agent stops: the queue runs until then, or until the stream ends.
     pub deadline: watch::Receiver<Option<Instant>>,
+    /// The formation decision: a `formed` event when it is made.
+    pub formation: watch::Receiver<Option<Formation>>,
 }
 
 impl Queue {
@@ -40,6 +42,10 @@ impl Queue {
             .collect();
         for event in &initial {
             pending.insert(event.node.clone(), event.incarnation);
+        }
+        let decided = self.formation.borrow_and_update().clone();
+        if let Some(f) = decided {
+            initial.push_back(HookEvent::formed(&f));
         }
         loop {
             let event = match initial.pop_front() {
@@ -63,6 +69,13 @@ impl Queue {
         loop {
             let received = tokio::select! {
                 r = self.events.recv() => r,
+                Ok(()) = self.formation.changed() => {
+                    let decided = self.formation.borrow_and_update().clone();
+                    match decided {
+                        Some(f) => return Next::Event(HookEvent::formed(&f)),
+                        None => continue,
+                    }
+                }
                 () = past(&mut self.deadline) => return Next::Deadline,
             };
             let event = match received {

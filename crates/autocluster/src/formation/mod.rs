@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 pub use foreign::ForeignMember;
 
+use crate::engine::Shared;
 use crate::{Cluster, Settings};
 
 /// How formation waits: the `cluster.formation.*` keys.
@@ -167,8 +168,9 @@ pub(crate) struct FormationState {
     cluster_name: String,
     decision: watch::Sender<Option<Formation>>,
     foreign: watch::Sender<Vec<ForeignMember>>,
-    sightings: AtomicU64,
+    pub(crate) sightings: AtomicU64,
     forming: tokio::sync::Mutex<()>,
+    error: Mutex<Option<String>>,
 }
 
 impl FormationState {
@@ -180,6 +182,7 @@ impl FormationState {
             foreign: watch::channel(Vec::new()).0,
             sightings: AtomicU64::new(0),
             forming: tokio::sync::Mutex::new(()),
+            error: Mutex::new(None),
         })
     }
 }
@@ -192,33 +195,24 @@ impl Cluster {
     /// exists and a member of that cluster runs) joins at once. Every node decides the same
     /// way: exactly one seed. Called again, returns the first decision.
     pub async fn form(&self) -> Result<Formation> {
-        let state = self.formation_state().clone();
-        let _one = state.forming.lock().await;
-        if let Some(f) = state.decision.borrow().clone() {
-            return Ok(f);
-        }
-        let cfg = state.config.lock().map(|c| c.clone()).unwrap_or_default();
-        let started = tokio::time::Instant::now();
-        let shared = self.engine_shared();
-        let ctx = set::Ctx::new(shared, cfg, &state.cluster_name, started);
-        ctx.wait_ready().await?;
-        let mut f = match record::has_records(&ctx).await {
-            true => record::decide(&ctx).await?,
-            false => order::decide(&ctx).await?,
-        };
-        f.took_ms = started.elapsed().as_millis() as u64;
-        tracing::info!(
-            role = f.role.as_str(),
-            target = %f.target,
-            cluster_id = %f.cluster_id,
-            existing = f.existing,
-            took_ms = f.took_ms,
-            "formation decided"
-        );
-        shared.set_cluster_id(f.cluster_id.clone());
-        state.decision.send_replace(Some(f.clone()));
-        foreign::spawn(shared.clone(), state.clone(), f.cluster_id.clone());
-        Ok(f)
+        run(self.engine_shared().clone(), self.formation_state().clone()).await
+    }
+
+    /// Runs [`Cluster::form`] in a task of its own (the agent does, so that its endpoint and
+    /// hooks serve meanwhile); its outcome is also in [`Cluster::formation`] and
+    /// [`Cluster::formation_error`].
+    pub fn spawn_form(&self) -> tokio::task::JoinHandle<Result<Formation>> {
+        let (shared, state) = (self.engine_shared().clone(), self.formation_state().clone());
+        tokio::spawn(run(shared, state))
+    }
+
+    /// Why the last formation attempt failed, if it did.
+    pub fn formation_error(&self) -> Option<String> {
+        self.formation_state()
+            .error
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
     }
 
     /// Sets how [`Cluster::form`] waits (before it is called).
@@ -254,4 +248,43 @@ impl Cluster {
     pub fn foreign_sightings(&self) -> u64 {
         self.formation_state().sightings.load(Ordering::Relaxed)
     }
+}
+
+/// One formation: decides once, publishes the decision and the cluster id, and starts
+/// noticing other clusters.
+async fn run(shared: Arc<Shared>, state: Arc<FormationState>) -> Result<Formation> {
+    let _one = state.forming.lock().await;
+    if let Some(f) = state.decision.borrow().clone() {
+        return Ok(f);
+    }
+    let result = decide(&shared, &state).await;
+    if let Ok(mut e) = state.error.lock() {
+        *e = result.as_ref().err().map(|e| e.to_string());
+    }
+    let f = result?;
+    tracing::info!(
+        role = f.role.as_str(),
+        target = %f.target,
+        cluster_id = %f.cluster_id,
+        existing = f.existing,
+        took_ms = f.took_ms,
+        "formation decided"
+    );
+    shared.set_cluster_id(f.cluster_id.clone());
+    state.decision.send_replace(Some(f.clone()));
+    foreign::spawn(shared.clone(), state.clone(), f.cluster_id.clone());
+    Ok(f)
+}
+
+async fn decide(shared: &Arc<Shared>, state: &FormationState) -> Result<Formation> {
+    let cfg = state.config.lock().map(|c| c.clone()).unwrap_or_default();
+    let started = tokio::time::Instant::now();
+    let ctx = set::Ctx::new(shared, cfg, &state.cluster_name, started);
+    ctx.wait_ready().await?;
+    let mut f = match record::has_records(&ctx).await {
+        true => record::decide(&ctx).await?,
+        false => order::decide(&ctx).await?,
+    };
+    f.took_ms = started.elapsed().as_millis() as u64;
+    Ok(f)
 }

@@ -17,11 +17,11 @@ use crate::view::View;
 /// Decides by the order of the stable set.
 pub(super) async fn decide(ctx: &Ctx<'_>) -> Result<Formation> {
     if let Some(f) = join_seen(ctx, &ctx.view()) {
-        return Ok(f);
+        return may_seed(ctx, f);
     }
     let set = ctx.wait_stable().await?;
     if let Some(f) = join_seen(ctx, &ctx.view()) {
-        return Ok(with_seen(f, &set));
+        return may_seed(ctx, with_seen(f, &set));
     }
     let first = set
         .iter()
@@ -42,19 +42,28 @@ pub(super) async fn decide(ctx: &Ctx<'_>) -> Result<Formation> {
     Ok(with_seen(f, &set))
 }
 
+/// `f`, unless it seeds and `new_cluster = off`.
+fn may_seed(ctx: &Ctx<'_>, f: Formation) -> Result<Formation> {
+    if f.role == Role::Seed && !ctx.cfg.new_cluster {
+        return Err(refused(ctx, "the nodes seen chose this node to seed"));
+    }
+    Ok(f)
+}
+
 fn with_seen(mut f: Formation, set: &[Member]) -> Formation {
     f.seen = set.iter().map(|m| m.node.clone()).collect();
     f
 }
 
-/// Members already carrying a cluster id: join the id most of them carry (ties: the smaller
-/// id), through the first of its members in order.
+/// Members already carrying a cluster id: the cluster most of them are in (ties: the
+/// smaller id). Its seed is the member whose derived id it is (peers that decided before
+/// this node carry the id of the seed they chose, which may be this node: then it seeds);
+/// when no running member derives it (the seed is gone, or the id is etcd's), the first of
+/// its members in order is the target.
 pub(super) fn join_seen(ctx: &Ctx<'_>, view: &View) -> Option<Formation> {
-    let mut by_id: BTreeMap<String, Vec<Member>> = BTreeMap::new();
-    for m in running(view, ctx.me()) {
-        if &m.node == ctx.me() {
-            continue;
-        }
+    let all = running(view, ctx.me());
+    let mut by_id: BTreeMap<String, Vec<&Member>> = BTreeMap::new();
+    for m in all.iter().filter(|m| &m.node != ctx.me()) {
         if let Some(id) = m.meta.as_ref().and_then(|meta| meta.cluster_id.clone()) {
             by_id.entry(id).or_default().push(m);
         }
@@ -62,6 +71,19 @@ pub(super) fn join_seen(ctx: &Ctx<'_>, view: &View) -> Option<Formation> {
     let (id, members) = by_id
         .into_iter()
         .max_by(|a, b| a.1.len().cmp(&b.1.len()).then_with(|| b.0.cmp(&a.0)))?;
+    if let Some(seed) = all.iter().find(|m| derived_id(ctx.cluster_name, m) == id) {
+        let role = if &seed.node == ctx.me() {
+            Role::Seed
+        } else {
+            Role::Join
+        };
+        return Some(Formation::new(
+            role,
+            seed.node.clone(),
+            id,
+            role == Role::Join,
+        ));
+    }
     let target = members
         .iter()
         .min_by(|a, b| (&a.node, a.incarnation).cmp(&(&b.node, b.incarnation)))?;
