@@ -19,7 +19,7 @@ fn join(server: &MemoryServer, node: &str, grpc: Option<String>) -> Cluster {
     let node = NodeName::parse(node).unwrap();
     let mut meta = Metadata::of(node.clone());
     if let Some(addr) = grpc {
-        meta = meta.with_label("grpc", addr);
+        meta = meta.with_endpoint("grpc", addr);
     }
     let config = EngineConfig::new(Registration { node, meta });
     Cluster::with_backend(server.backend(TTL), config)
