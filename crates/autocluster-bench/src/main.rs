@@ -31,6 +31,10 @@ mod join_leave;
 mod machine;
 mod members;
 mod memory;
+mod mesh;
+mod mesh_agents;
+mod mesh_floor;
+mod mesh_probe;
 mod metrics;
 mod probes;
 mod report;
@@ -52,6 +56,10 @@ use report::Report;
 use steady::Load;
 
 fn main() {
+    // `autocluster-bench mesh ...`: real agents in a full mesh (mesh.rs, issue 17).
+    if std::env::args().nth(1).as_deref() == Some("mesh") {
+        std::process::exit(mesh::main(std::env::args().skip(2).collect()));
+    }
     let args = Args::parse();
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
