@@ -280,11 +280,12 @@ async fn wait_counts(
     done: impl Fn(&Counters) -> bool,
 ) -> Vec<Option<Duration>> {
     let mut at: Vec<Option<Duration>> = vec![None; sample.len()];
+    let done = &done;
     while Instant::now() < deadline && at.iter().any(Option::is_none) {
         let reads = sample.iter().enumerate().filter(|(j, _)| at[*j].is_none()).map(
             |(j, m)| async move {
                 let c = get(m.admin, "/metrics", READ_TIMEOUT).await.ok()?;
-                Counters::parse(&c).ok().filter(&done).map(|_| j)
+                Counters::parse(&c).ok().filter(done).map(|_| j)
             },
         );
         let results = futures::future::join_all(reads).await;

@@ -85,7 +85,7 @@ async fn client(endpoint: &str, prefix: &str, i: usize, n: usize) -> Result<i64,
     }
     let rev = snap.header().map_or(0, |h| h.revision()) + 1;
     let wopts = WatchOptions::new().with_prefix().with_start_revision(rev);
-    let (_watcher, mut stream) = c.watch(prefix, Some(wopts)).await?;
+    let mut stream = c.watch(prefix, Some(wopts)).await?;
     while let Some(resp) = stream.message().await? {
         for ev in resp.events() {
             if let (EventType::Put, Some(kv)) = (ev.event_type(), ev.kv()) {

@@ -107,7 +107,17 @@ async fn keep_alive(shared: &Shared, lease: Lease, backoff: &mut Backoff) -> End
                 return Ended::Stopped;
             }
         }
-        match shared.call("keep_alive", backend.keep_alive(&lease)).await {
+        // A slow answer that comes while the lease still has time renews it as well as a
+        // quick one: the call waits for as long as the lease has left (at least the call
+        // time). Cutting it at the call time, and opening a new keep-alive stream, is what
+        // made an overloaded etcd lose leases that were still alive (docs/benchmarks.md,
+        // the mesh).
+        let left = lease.ttl.saturating_sub(last_renewal.elapsed());
+        let bound = left.max(shared.config.call_timeout);
+        match shared
+            .call_within("keep_alive", bound, backend.keep_alive(&lease))
+            .await
+        {
             Ok(_) => {
                 shared.stats.renewals.fetch_add(1, Ordering::Relaxed);
                 last_renewal = Instant::now();
