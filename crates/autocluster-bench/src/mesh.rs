@@ -171,7 +171,9 @@ async fn agents(
     endpoints: &[String],
     etcd_pid: u32,
 ) -> Result<Vec<String>, BoxError> {
-    let dir = tempfile::Builder::new().prefix("autocluster-mesh-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("autocluster-mesh-")
+        .tempdir()?;
     let spawn = Spawn {
         bin,
         endpoints,
@@ -196,7 +198,10 @@ async fn agents(
     let formed = wait_counts(&sample, t0, deadline, |c| c.members >= n as u64).await;
     let cpu = cpu_seconds(etcd_pid).unwrap_or(0.0) - cpu0;
     let counters = read_all(&sample).await;
-    let mut rss_all: Vec<u64> = sample.iter().filter_map(|m| rss(&m.pid().to_string())).collect();
+    let mut rss_all: Vec<u64> = sample
+        .iter()
+        .filter_map(|m| rss(&m.pid().to_string()))
+        .collect();
     rss_all.sort_unstable();
     let rss_median = rss_all.get(rss_all.len() / 2).copied().unwrap_or(0);
     let mut lines = vec![format!(
@@ -211,13 +216,20 @@ async fn agents(
         let d = Instant::now() + Duration::from_secs(30);
         let left = wait_counts(&sample, t1, d, |c| c.members < n as u64).await;
         match left.iter().copied().collect::<Option<Vec<_>>>() {
-            Some(v) => format!("≤ {:.2} s", v.into_iter().max().unwrap_or_default().as_secs_f64()),
+            Some(v) => format!(
+                "≤ {:.2} s",
+                v.into_iter().max().unwrap_or_default().as_secs_f64()
+            ),
             None => "not seen by all sampled within 30 s".into(),
         }
     } else {
         "not measured (no full formation)".into()
     };
-    let exited = all.iter_mut().take(n - 1).filter_map(MeshAgent::exited).take(3);
+    let exited = all
+        .iter_mut()
+        .take(n - 1)
+        .filter_map(MeshAgent::exited)
+        .take(3);
     let exited: Vec<String> = exited.collect();
     lines.push(format!(
         "| {n} | {} | {leave} | {} | {cpu:.1} s |",
@@ -226,7 +238,9 @@ async fn agents(
     ));
     lines.push(counts_line(k, &counters));
     if !exited.is_empty() {
-        lines.push(format!("agents that exited on their own (first 3): {exited:?}"));
+        lines.push(format!(
+            "agents that exited on their own (first 3): {exited:?}"
+        ));
     }
     drop(all);
     Ok(lines)
@@ -234,7 +248,10 @@ async fn agents(
 
 fn formed_cell(formed: &[Option<Duration>], timeout: u64) -> String {
     match formed.iter().copied().collect::<Option<Vec<_>>>() {
-        Some(v) => format!("{:.1} s", v.into_iter().max().unwrap_or_default().as_secs_f64()),
+        Some(v) => format!(
+            "{:.1} s",
+            v.into_iter().max().unwrap_or_default().as_secs_f64()
+        ),
         None => format!("**not within {timeout} s**"),
     }
 }
@@ -282,12 +299,14 @@ async fn wait_counts(
     let mut at: Vec<Option<Duration>> = vec![None; sample.len()];
     let done = &done;
     while Instant::now() < deadline && at.iter().any(Option::is_none) {
-        let reads = sample.iter().enumerate().filter(|(j, _)| at[*j].is_none()).map(
-            |(j, m)| async move {
+        let reads = sample
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| at[*j].is_none())
+            .map(|(j, m)| async move {
                 let c = get(m.admin, "/metrics", READ_TIMEOUT).await.ok()?;
                 Counters::parse(&c).ok().filter(done).map(|_| j)
-            },
-        );
+            });
         let results = futures::future::join_all(reads).await;
         let now = t0.elapsed();
         for j in results.into_iter().flatten() {

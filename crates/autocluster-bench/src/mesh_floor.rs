@@ -59,7 +59,9 @@ pub async fn run(
         }
     }
     let complete = done.len();
-    let all_see_all = (complete == n).then(|| done.iter().map(|d| d.0).max()).flatten();
+    let all_see_all = (complete == n)
+        .then(|| done.iter().map(|d| d.0).max())
+        .flatten();
     revoke_all(endpoint, done.iter().map(|d| d.1).collect()).await;
     Ok(Floor {
         all_see_all,
@@ -77,7 +79,10 @@ async fn client(endpoint: &str, prefix: &str, i: usize, n: usize) -> Result<i64,
     let put = etcd_client::PutOptions::new().with_lease(lease);
     c.put(key, "x", Some(put)).await?;
     let snap = c
-        .get(prefix, Some(GetOptions::new().with_prefix().with_keys_only()))
+        .get(
+            prefix,
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
         .await?;
     let mut seen: HashSet<Vec<u8>> = snap.kvs().iter().map(|kv| kv.key().to_vec()).collect();
     if seen.len() >= n {

@@ -86,7 +86,11 @@ fn an_agent_whose_answers_come_near_the_call_timeout_keeps_its_lease() {
     );
     // The keep-alives did go out through the slow link and were answered.
     let renewals = slow.metric("autocluster_lease_renewals_total").unwrap() - renewals_before;
-    assert!(renewals >= 3.0, "{renewals} renewals in {WINDOW:?}\n{}", slow.diag());
+    assert!(
+        renewals >= 3.0,
+        "{renewals} renewals in {WINDOW:?}\n{}",
+        slow.diag()
+    );
     proxy.delay(Duration::ZERO, Duration::ZERO);
 }
 

@@ -116,12 +116,11 @@ impl Shared {
     ) -> Result<T> {
         let result = match tokio::time::timeout(bound, fut).await {
             Ok(r) => r,
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("no answer within {bound:?}"),
-            )
-            .with_backend(self.backend.name())
-            .with_operation(operation)),
+            Err(_) => Err(
+                Error::new(ErrorKind::Timeout, format!("no answer within {bound:?}"))
+                    .with_backend(self.backend.name())
+                    .with_operation(operation),
+            ),
         };
         match &result {
             Ok(_) => self.record_success(operation),
