@@ -33,6 +33,10 @@ mod join_leave;
 mod machine;
 mod members;
 mod memory;
+mod mesh;
+mod mesh_agents;
+mod mesh_floor;
+mod mesh_probe;
 mod metrics;
 mod probes;
 mod report;
@@ -58,6 +62,10 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("formation") {
         let argv = std::env::args().skip(1).collect();
         std::process::exit(formation::main(argv));
+    }
+    // `autocluster-bench mesh ...`: real agents in a full mesh (mesh.rs, issue 17).
+    if std::env::args().nth(1).as_deref() == Some("mesh") {
+        std::process::exit(mesh::main(std::env::args().skip(2).collect()));
     }
     let args = Args::parse();
     if std::env::var_os("RUST_LOG").is_some() {

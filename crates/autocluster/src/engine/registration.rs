@@ -186,8 +186,14 @@ async fn renew(
 ) -> Renewed {
     let node = &shared.config.registration.node;
     let every = shared.backend.capabilities().keep_alive_every;
+    // A slow answer that comes while the lease still has time renews it as well as a quick
+    // one: the call waits for as long as the lease has left (at least the call time).
+    // Cutting it at the call time, and opening a new keep-alive stream, is what made an
+    // overloaded etcd lose leases that were still alive (docs/benchmarks.md, the mesh).
+    let left = lease.ttl.saturating_sub(last_renewal.elapsed());
+    let bound = left.max(shared.config.call_timeout);
     match shared
-        .call("keep_alive", shared.backend.keep_alive(lease))
+        .call_within("keep_alive", bound, shared.backend.keep_alive(lease))
         .await
     {
         Ok(_) => {

@@ -152,14 +152,25 @@ impl Shared {
         operation: &'static str,
         fut: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        let result = match tokio::time::timeout(self.config.call_timeout, fut).await {
+        self.call_within(operation, self.config.call_timeout, fut)
+            .await
+    }
+
+    /// [`Shared::call`] bounded by `bound` rather than `call_timeout` (a keep-alive may wait
+    /// for as long as its lease has left).
+    pub async fn call_within<T>(
+        &self,
+        operation: &'static str,
+        bound: std::time::Duration,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let result = match tokio::time::timeout(bound, fut).await {
             Ok(r) => r,
-            Err(_) => Err(Error::new(
-                ErrorKind::Timeout,
-                format!("no answer within {:?}", self.config.call_timeout),
-            )
-            .with_backend(self.backend.name())
-            .with_operation(operation)),
+            Err(_) => Err(
+                Error::new(ErrorKind::Timeout, format!("no answer within {bound:?}"))
+                    .with_backend(self.backend.name())
+                    .with_operation(operation),
+            ),
         };
         match &result {
             Ok(_) => self.record_success(operation),

@@ -1,9 +1,13 @@
 //! Whether a watch keeps up with etcd. Every `progress_every` the watch asks etcd for its
 //! progress (a progress request on the watch stream); the answer's revision, or an event's,
 //! must reach the revision etcd reported elsewhere (keep-alives, registration, snapshots)
-//! when it was asked, within `stall_after`. A watch that does not is stalled: etcd 3.4
-//! behind a watch with previous values, a member that stopped serving the stream while
-//! another one answers the keep-alives.
+//! when it was asked, within `stall_after`. A watch that does not, and did not move forward
+//! either, is stalled: etcd 3.4 behind a watch with previous values, a member that stopped
+//! serving the stream while another one answers the keep-alives. A watch that lags but keeps
+//! moving forward (events of later revisions keep coming) is busy, not stalled: an etcd
+//! sending a full mesh's formation (N puts, each an event for N watchers) is behind by
+//! seconds, and reopening every lagging watch, with a resync, is what turned that overload
+//! into churn at 1,000 agents (docs/benchmarks.md, the mesh).
 //!
 //! A stream that never answered a progress request cannot be checked this way: an etcd gRPC
 //! proxy ignores them, and etcd versions that answer only once every watcher of the stream
@@ -30,6 +34,9 @@ pub(super) struct Progress {
     answered: bool,
     /// This stream does not answer progress requests: notices come by the clock.
     unanswered: bool,
+    /// The highest revision the watch showed, and whether it moved since the last tick.
+    high: i64,
+    advanced: bool,
 }
 
 /// What to do when a tick is due.
@@ -61,6 +68,8 @@ impl Progress {
             behind: None,
             answered: false,
             unanswered: false,
+            high: 0,
+            advanced: false,
         }
     }
 
@@ -74,6 +83,12 @@ impl Progress {
         self.next = now + self.every;
         if self.unanswered {
             return Tick::Notice;
+        }
+        if std::mem::take(&mut self.advanced) {
+            // Behind, but moving: the clock of a stall starts again from here.
+            if let Some((since, _)) = &mut self.behind {
+                *since = now;
+            }
         }
         match self.behind {
             Some((since, target)) if now.duration_since(since) >= self.stall_after => {
@@ -97,6 +112,10 @@ impl Progress {
     /// due).
     pub(super) fn reached(&mut self, revision: i64, answer: bool) -> bool {
         self.answered |= answer;
+        if revision > self.high {
+            self.advanced = self.high > 0;
+            self.high = revision;
+        }
         if matches!(self.behind, Some((_, target)) if revision >= target) {
             self.behind = None;
         }
@@ -132,10 +151,10 @@ mod tests {
         let mut p = Progress::new(t0, EVERY, STALL);
         assert_eq!(p.tick(t0, 100), Tick::Request);
         assert!(p.reached(100, true));
-        // etcd moved on to 200 (keep-alives say so); the watch's answers stay at 150.
+        // etcd moved on to 200 (keep-alives say so); the watch's answers stay at 100.
         assert_eq!(p.tick(at(t0, 1), 200), Tick::Request);
         for s in 2..6 {
-            assert!(!p.reached(150, true));
+            assert!(!p.reached(100, true));
             assert_eq!(p.tick(at(t0, s), 300), Tick::Request);
         }
         assert_eq!(
@@ -145,6 +164,27 @@ mod tests {
                 target: 200
             }
         );
+    }
+
+    #[test]
+    fn a_watch_behind_but_moving_forward_is_not_stalled() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(t0, EVERY, STALL);
+        assert_eq!(p.tick(t0, 100), Tick::Request);
+        assert!(p.reached(100, true));
+        // etcd is at 2,000 (a formation's puts); the watch delivers them, slowly.
+        for s in 1..30 {
+            assert_eq!(p.tick(at(t0, s), 2_000), Tick::Request, "at {s} s");
+            assert!(!p.reached(100 + 10 * s as i64, false));
+        }
+        // It stops moving: a stall, counted from its last step forward.
+        for s in 30..35 {
+            assert_eq!(p.tick(at(t0, s), 2_000), Tick::Request, "at {s} s");
+        }
+        assert!(matches!(
+            p.tick(at(t0, 35), 2_000),
+            Tick::Stalled { behind, .. } if behind == STALL
+        ));
     }
 
     #[test]
