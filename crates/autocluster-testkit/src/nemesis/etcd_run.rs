@@ -122,19 +122,7 @@ impl EtcdRun {
     /// Writes the harness's truth and tells the poller whom to ask.
     fn state(&self) {
         let calm = !self.active.iter().any(|a| a.fault.scope() == "etcd");
-        self.history.write(Record::State {
-            agents: self.agents.iter().map(|a| a.state.clone()).collect(),
-            etcd_calm: calm,
-        });
-        *self.polled.lock().unwrap_or_else(|p| p.into_inner()) = self
-            .agents
-            .iter()
-            .map(|a| Polled {
-                name: a.name.clone(),
-                admin: a.admin,
-                askable: a.state.live && !a.state.paused,
-            })
-            .collect();
+        super::rounds::publish_state(&self.history, &self.polled, &self.agents, calm);
     }
 
     async fn round(&mut self) -> io::Result<()> {

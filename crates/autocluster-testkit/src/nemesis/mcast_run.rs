@@ -117,19 +117,7 @@ impl McastRun {
     }
 
     fn state(&self) {
-        self.history.write(Record::State {
-            agents: self.agents.iter().map(|a| a.state.clone()).collect(),
-            etcd_calm: true,
-        });
-        *self.polled.lock().unwrap_or_else(|p| p.into_inner()) = self
-            .agents
-            .iter()
-            .map(|a| Polled {
-                name: a.name.clone(),
-                admin: a.admin,
-                askable: a.state.live && !a.state.paused,
-            })
-            .collect();
+        super::rounds::publish_state(&self.history, &self.polled, &self.agents, true);
     }
 
     async fn round(&mut self) -> io::Result<()> {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::agents::{follow_events, AgentProc};
+use super::agents::{follow_events, AgentProc, Polled};
 use super::history::{HistoryWriter, Members, Record};
 
 /// Starts `a` once the registration of its last life ran out (`ttl` and a second after it
@@ -97,4 +97,26 @@ pub async fn truth(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(truth)
+}
+
+/// Writes the harness's truth (every agent's state; whether etcd is free of faults) to the
+/// history, and tells the poller whom it may ask: the agents that run and are not paused.
+pub fn publish_state(
+    history: &HistoryWriter,
+    polled: &Mutex<Vec<Polled>>,
+    agents: &[AgentProc],
+    etcd_calm: bool,
+) {
+    history.write(Record::State {
+        agents: agents.iter().map(|a| a.state.clone()).collect(),
+        etcd_calm,
+    });
+    *polled.lock().unwrap_or_else(|p| p.into_inner()) = agents
+        .iter()
+        .map(|a| Polled {
+            name: a.name.clone(),
+            admin: a.admin,
+            askable: a.state.live && !a.state.paused,
+        })
+        .collect();
 }
