@@ -90,12 +90,13 @@ impl Target for StaticTarget {
             let me = me.clone();
             let addr = addrs.get(&m.node).copied();
             Box::pin(async move {
-                match addr {
+                let running = match addr {
                     Some(a) => probe(&me, &m.node, a, Duration::from_secs(2))
                         .await
                         .is_running(),
                     None => false,
-                }
+                };
+                autocluster::engine::ProbeVerdict::from(running)
             })
         }));
         c

@@ -8,9 +8,11 @@ use autocluster_plugin::{Error, ErrorKind, Member, Metadata, Registration, Resul
 use futures::future::BoxFuture;
 
 use crate::config::Settings;
-use crate::engine::{EngineConfig, Prober};
+use crate::engine::{EngineConfig, ExtraTask, ProbeVerdict, Prober, Shared};
 use crate::metadata;
-use crate::probe::{probe, probe_addr, Identity, PeerListener, ProbeOutcome, DEFAULT_PORT};
+use crate::probe::{
+    probe_addr, probe_with_metadata, Identity, PeerListener, ProbeOutcome, DEFAULT_PORT,
+};
 use crate::view::unix_ms;
 use crate::Cluster;
 
@@ -112,13 +114,18 @@ impl ClusterBuilder {
         config.grace = settings.grace;
         config.probe_interval = settings.probe_interval;
         crate::engine::check_metadata(&config.registration, &backend)?;
-        let mut extra: Vec<(&'static str, BoxFuture<'static, ()>)> = Vec::new();
+        let mut extra: Vec<(&'static str, ExtraTask)> = Vec::new();
         let mut listener_stats = None;
         if backend.capabilities().candidates_only {
             let (listener, prober) = peer_listener_and_prober(settings).await?;
             config.registration.meta.addrs = vec![listener.local_addr().to_string()];
             listener_stats = Some(listener.stats());
-            extra.push(("probe listener", Box::pin(listener.run())));
+            // The listener serves what this node registers, as it is at each probe.
+            let serve: ExtraTask =
+                Box::new(move |shared: &Arc<Shared>| -> BoxFuture<'static, ()> {
+                    Box::pin(listener.serve_metadata(shared.own.subscribe()).run())
+                });
+            extra.push(("probe listener", serve));
             config.prober = Some(prober);
         }
         let mut cluster = Cluster::assemble(backend, config, extra);
@@ -174,9 +181,9 @@ async fn peer_listener_and_prober(settings: &Settings) -> Result<(PeerListener, 
         Box::pin(async move {
             let Some(addr) = probe_addr(&member, port).await else {
                 tracing::debug!(node = %member.node, "no address to probe");
-                return false;
+                return ProbeVerdict::not_running();
             };
-            let outcome = probe(&me, &member.node, addr, timeout).await;
+            let (outcome, meta) = probe_with_metadata(&me, &member.node, addr, timeout).await;
             match &outcome {
                 ProbeOutcome::Running => {}
                 ProbeOutcome::Unreachable(why) => {
@@ -186,7 +193,11 @@ async fn peer_listener_and_prober(settings: &Settings) -> Result<(PeerListener, 
                     tracing::warn!(node = %member.node, %addr, "not counted as running: {other}")
                 }
             }
-            outcome.is_running()
+            if outcome.is_running() {
+                ProbeVerdict::running(meta)
+            } else {
+                ProbeVerdict::not_running()
+            }
         })
     });
     Ok((listener, prober))

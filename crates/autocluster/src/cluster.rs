@@ -7,7 +7,6 @@ use std::time::Duration;
 use autocluster_plugin::{
     Discovery, Error, ErrorKind, LockToken, Member, Metadata, NodeName, Result,
 };
-use futures::future::BoxFuture;
 use tokio::sync::{broadcast, watch};
 
 use crate::builder::ClusterBuilder;
@@ -93,7 +92,7 @@ impl Cluster {
     pub(crate) fn assemble(
         backend: Arc<dyn Discovery>,
         config: EngineConfig,
-        extra: Vec<(&'static str, BoxFuture<'static, ()>)>,
+        extra: Vec<(&'static str, crate::engine::ExtraTask)>,
     ) -> Cluster {
         let cluster_name = backend.name();
         let engine = Engine::spawn(backend, config, extra);
@@ -298,9 +297,13 @@ impl Cluster {
     /// tasks at once apply one after the other; `update` must not call `update_metadata`
     /// itself.
     ///
+    /// With `static` and `dns`, peers learn it at their next probe of this node (within
+    /// `cluster.probe_interval`).
+    ///
     /// Returns whether the metadata changed. Fails, changing nothing, on a bad or too large
-    /// result, when the cluster was left, and with backends that carry no metadata to peers
-    /// (`static`, `dns`, `manual`: [`ErrorKind::Unsupported`]).
+    /// result, when the cluster was left, and when nothing carries metadata to peers (a
+    /// list-only backend run by [`Cluster::with_backend`], without the peer listener that
+    /// [`Cluster::start`] adds; `manual`: [`ErrorKind::Unsupported`]).
     ///
     /// ```no_run
     /// # fn demo(cluster: &autocluster::Cluster) -> Result<(), autocluster::Error> {
@@ -321,12 +324,15 @@ impl Cluster {
             ));
         }
         let backend = &self.shared.backend;
-        if backend.capabilities().registration == autocluster_plugin::Registrations::None {
+        let registers =
+            backend.capabilities().registration != autocluster_plugin::Registrations::None;
+        // A list-only backend's peers learn the metadata from this node's peer listener.
+        if !registers && self.listener.is_none() {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(
-                    "the {} backend carries no metadata to peers (they know this node from a \
-                     candidate list and the probe): an update would reach nobody",
+                    "the {} backend carries no metadata to peers and no peer listener serves \
+                     it (they know this node from a candidate list): an update would reach nobody",
                     backend.name()
                 ),
             )

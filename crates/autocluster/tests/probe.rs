@@ -4,9 +4,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use autocluster::plugin::Registration;
 use autocluster::plugin::{Member, Metadata, NodeName};
 use autocluster::probe::{
-    probe, probe_addr, ConnectionOutcome, Identity, ListenerStats, PeerListener, ProbeOutcome,
+    probe, probe_addr, probe_with_metadata, ConnectionOutcome, Identity, ListenerStats,
+    PeerListener, ProbeOutcome, MAX_METADATA_BYTES,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -86,6 +88,86 @@ async fn the_right_node_is_running() {
     // A node may probe itself, and the listener serves any number of probes.
     let out = probe(&me, &node("emqx2@127.0.0.1"), l.addr, WAIT).await;
     assert_eq!(out, ProbeOutcome::Running);
+}
+
+/// emqx2@127.0.0.1 serving `meta` (changed through the returned sender) to proven probers.
+async fn serve_metadata(meta: Metadata) -> (Serving, tokio::sync::watch::Sender<Registration>) {
+    let me = id("emqx2@127.0.0.1", "emqxcl", "cookie");
+    let own = tokio::sync::watch::Sender::new(Registration {
+        node: node("emqx2@127.0.0.1"),
+        meta,
+    });
+    let l = PeerListener::bind((Ipv4Addr::LOCALHOST, 0).into(), me)
+        .await
+        .unwrap()
+        .serve_metadata(own.subscribe());
+    let (addr, stats) = (l.local_addr(), l.stats());
+    let serving = Serving {
+        addr,
+        stats,
+        task: l.spawn(),
+    };
+    (serving, own)
+}
+
+#[tokio::test]
+async fn a_running_node_serves_its_metadata_as_it_is_now_to_proven_probers_only() {
+    let mut meta = Metadata::of(node("emqx2@127.0.0.1")).with_version("app 1.0");
+    meta.labels.insert("zone".into(), "eu-1".into());
+    meta.endpoints
+        .insert("grpc".into(), "127.0.0.1:50051".into());
+    meta.cluster_id = Some("c0ffee".into());
+    let (l, own) = serve_metadata(meta.clone()).await;
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let target = node("emqx2@127.0.0.1");
+    let (out, served) = probe_with_metadata(&me, &target, l.addr, WAIT).await;
+    assert_eq!(out, ProbeOutcome::Running);
+    assert_eq!(served.as_ref(), Some(&meta));
+
+    // The next probe sees the change.
+    own.send_modify(|r| {
+        r.meta.labels.insert("zone".into(), "eu-2".into());
+    });
+    let (_, served) = probe_with_metadata(&me, &target, l.addr, WAIT).await;
+    assert_eq!(served.unwrap().labels["zone"], "eu-2");
+
+    // Without the cookie: refused, and nothing served.
+    let outsider = id("emqx1@127.0.0.1", "emqxcl", "guess");
+    let (out, served) = probe_with_metadata(&outsider, &target, l.addr, WAIT).await;
+    assert_eq!((out, served), (ProbeOutcome::BadCookie, None));
+
+    // What a peer serves is checked as if it were set here: a label with a control
+    // character is not taken (the node still runs).
+    own.send_modify(|r| {
+        r.meta.labels.insert("zone".into(), "\u{1b}[31mred".into());
+    });
+    let (out, served) = probe_with_metadata(&me, &target, l.addr, WAIT).await;
+    assert_eq!((out, served), (ProbeOutcome::Running, None));
+
+    // Larger than a METADATA frame carries: not served, still running.
+    own.send_modify(|r| {
+        r.meta.labels.clear();
+        r.meta.version = Some("v".repeat(MAX_METADATA_BYTES));
+    });
+    let (out, served) = probe_with_metadata(&me, &target, l.addr, WAIT).await;
+    assert_eq!((out, served), (ProbeOutcome::Running, None));
+}
+
+#[tokio::test]
+async fn a_listener_that_serves_no_metadata_still_runs() {
+    // A listener of the first release (or one without a registration) ends with WELCOME.
+    let l = serve(id("emqx2@127.0.0.1", "emqxcl", "cookie")).await;
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let (out, served) = probe_with_metadata(&me, &node("emqx2@127.0.0.1"), l.addr, WAIT).await;
+    assert_eq!((out, served), (ProbeOutcome::Running, None));
+}
+
+#[tokio::test]
+async fn metadata_naming_another_node_is_not_taken() {
+    let (l, _own) = serve_metadata(Metadata::of(node("emqx9@127.0.0.1"))).await;
+    let me = id("emqx1@127.0.0.1", "emqxcl", "cookie");
+    let (out, served) = probe_with_metadata(&me, &node("emqx2@127.0.0.1"), l.addr, WAIT).await;
+    assert_eq!((out, served), (ProbeOutcome::Running, None));
 }
 
 #[tokio::test]

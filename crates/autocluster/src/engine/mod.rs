@@ -28,7 +28,7 @@ mod view_task;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autocluster_plugin::{Discovery, Member, Registration, Registrations};
+use autocluster_plugin::{Discovery, Member, Metadata, Registration, Registrations};
 use futures::future::BoxFuture;
 
 pub(crate) use backoff::Backoff;
@@ -36,8 +36,45 @@ pub(crate) use shared::Shared;
 pub use stats::Stats;
 use supervisor::Supervisor;
 
-/// Decides whether a candidate runs (the liveness probe of list-only backends).
-pub type Prober = Arc<dyn Fn(Member) -> BoxFuture<'static, bool> + Send + Sync>;
+/// Decides whether a candidate runs (the liveness probe of list-only backends), and learns
+/// the metadata it serves.
+pub type Prober = Arc<dyn Fn(Member) -> BoxFuture<'static, ProbeVerdict> + Send + Sync>;
+
+/// What a [`Prober`] found out about a candidate.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ProbeVerdict {
+    /// Whether the candidate runs.
+    pub running: bool,
+    /// The metadata a running candidate serves (version, labels, endpoints, start time,
+    /// cluster id); `None` when it serves none. The view keeps the candidate's own name and
+    /// addresses.
+    pub meta: Option<Metadata>,
+}
+
+impl ProbeVerdict {
+    /// The candidate runs, and serves `meta`.
+    pub fn running(meta: Option<Metadata>) -> Self {
+        ProbeVerdict {
+            running: true,
+            meta,
+        }
+    }
+
+    /// The candidate does not run (or is not who the list says).
+    pub fn not_running() -> Self {
+        ProbeVerdict::default()
+    }
+}
+
+impl From<bool> for ProbeVerdict {
+    fn from(running: bool) -> Self {
+        ProbeVerdict {
+            running,
+            meta: None,
+        }
+    }
+}
 
 /// How the engine drives a backend. Built with [`EngineConfig::new`]; its fields can be set
 /// one by one.
@@ -99,23 +136,41 @@ pub(crate) fn check_metadata(
     registration: &Registration,
     backend: &Arc<dyn Discovery>,
 ) -> autocluster_plugin::Result<()> {
-    let max = backend.capabilities().max_metadata_bytes;
+    let caps = backend.capabilities();
+    // List-only backends carry nothing: peers learn the metadata from the peer probe.
+    let (max, carrier) = if caps.candidates_only {
+        let max = caps
+            .max_metadata_bytes
+            .min(crate::probe::MAX_METADATA_BYTES);
+        (
+            max,
+            format!("the peer probe of the {} backend", backend.name()),
+        )
+    } else {
+        (
+            caps.max_metadata_bytes,
+            format!("the {} backend", backend.name()),
+        )
+    };
     let len = serde_json::to_vec(&registration.meta).map_or(usize::MAX, |v| v.len());
     if len > max {
         return Err(autocluster_plugin::Error::new(
             autocluster_plugin::ErrorKind::Config,
             format!(
                 "the metadata of {} (its version, labels and endpoints: node.labels.*, \
-                 node.advertise.*) is {len} bytes as JSON; the {} backend carries at most {max}: \
+                 node.advertise.*) is {len} bytes as JSON; {carrier} carries at most {max}: \
                  shorten or drop some labels or endpoints",
                 registration.node,
-                backend.name()
             ),
         )
         .with_backend(backend.name()));
     }
     Ok(())
 }
+
+/// A task of the caller's that the engine owns (the probe listener), made from the engine's
+/// shared state once it exists.
+pub(crate) type ExtraTask = Box<dyn FnOnce(&Arc<Shared>) -> BoxFuture<'static, ()> + Send>;
 
 /// A running engine: its shared state, and the supervisor that owns its tasks.
 pub(crate) struct Engine {
@@ -129,14 +184,15 @@ impl Engine {
     pub fn spawn(
         backend: Arc<dyn Discovery>,
         config: EngineConfig,
-        extra: Vec<(&'static str, BoxFuture<'static, ()>)>,
+        extra: Vec<(&'static str, ExtraTask)>,
     ) -> Engine {
         let caps = backend.capabilities();
         let shared = Shared::new(backend, config);
         // The caller's tasks (a listener) never end on their own: they stop with the engine.
         let mut tasks: Vec<(&'static str, BoxFuture<'static, ()>)> = extra
             .into_iter()
-            .map(|(name, task)| {
+            .map(|(name, make)| {
+                let task = make(&shared);
                 let cancel = shared.cancel.clone();
                 let until_stopped: BoxFuture<'static, ()> = Box::pin(async move {
                     tokio::select! {

@@ -5,12 +5,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use autocluster_plugin::{Member, NodeName};
+use autocluster_plugin::{Member, Metadata, NodeName};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use super::{Prober, Shared};
+use super::{ProbeVerdict, Prober, Shared};
 use crate::view::Status;
 
 /// How many probes run at once.
@@ -19,8 +19,12 @@ const PARALLEL: usize = 32;
 /// lost connection does not make it flap.
 const FAILURES_TO_STOP: u32 = 2;
 
+/// A probe's result as the view task applies it: the candidate's status, and the metadata
+/// it serves (kept when `None`).
+pub(crate) type Probed = (NodeName, Status, Option<Metadata>);
+
 /// Probes until the engine is cancelled or the view task is gone.
-pub(crate) async fn run(shared: Arc<Shared>, prober: Prober, tx: mpsc::Sender<(NodeName, Status)>) {
+pub(crate) async fn run(shared: Arc<Shared>, prober: Prober, tx: mpsc::Sender<Probed>) {
     let me = shared.config.registration.node.clone();
     let mut view_rx = shared.view.subscribe();
     let mut failures: HashMap<NodeName, u32> = HashMap::new();
@@ -32,23 +36,27 @@ pub(crate) async fn run(shared: Arc<Shared>, prober: Prober, tx: mpsc::Sender<(N
             .collect();
         let known: BTreeSet<NodeName> = members.iter().map(|m| m.node.clone()).collect();
         failures.retain(|n, _| known.contains(n));
-        let results: Vec<(NodeName, bool)> = futures::stream::iter(members)
+        let results: Vec<(NodeName, ProbeVerdict)> = futures::stream::iter(members)
             .map(|m| {
                 let prober = prober.clone();
-                let me = me.clone();
+                // This node, when listed, runs and serves what it registers now.
+                let own = (m.node == me).then(|| shared.own.borrow().meta.clone());
                 async move {
-                    let ok = m.node == me || prober(m.clone()).await;
-                    (m.node, ok)
+                    let verdict = match own {
+                        Some(meta) => ProbeVerdict::running(Some(meta)),
+                        None => prober(m.clone()).await,
+                    };
+                    (m.node, verdict)
                 }
             })
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
-        for (node, ok) in results {
-            let Some(status) = verdict(&shared, &mut failures, &node, ok) else {
+        for (node, found) in results {
+            let Some(status) = verdict(&shared, &mut failures, &node, found.running) else {
                 continue;
             };
-            if tx.send((node, status)).await.is_err() {
+            if tx.send((node, status, found.meta)).await.is_err() {
                 return;
             }
         }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use autocluster_plugin::{Change, Member, NodeName, Revision, Snapshot};
+use autocluster_plugin::{Change, Member, Metadata, NodeName, Revision, Snapshot};
 use tokio::time::Instant;
 
 use super::deadlines::Deadlines;
@@ -140,18 +140,44 @@ impl Table {
         }
     }
 
-    /// Records a probe's verdict on a candidate.
-    pub fn set_status(&mut self, node: &NodeName, status: Status, out: &mut Vec<Event>) {
+    /// Records a probe's verdict on a candidate, with the metadata it serves (`None` keeps
+    /// what the entry has). A running candidate whose metadata changed is `Updated`; one whose
+    /// start time changed restarted between two probes: it left and joined again.
+    pub fn set_probed(
+        &mut self,
+        node: &NodeName,
+        status: Status,
+        served: Option<Metadata>,
+        out: &mut Vec<Event>,
+    ) {
         let revision = self.view.revision;
         let Some(entry) = self.view.members.get_mut(node) else {
             return;
         };
-        if entry.status == status {
+        let meta = served.map(|m| probed(entry.member.meta.as_ref(), m));
+        let new_meta = meta
+            .as_ref()
+            .filter(|m| entry.member.meta.as_ref() != Some(*m));
+        if entry.status == status && new_meta.is_none() {
             return;
         }
         let entry = Arc::make_mut(entry);
-        entry.status = status;
+        let previous = entry.member.clone();
+        if let Some(meta) = meta {
+            entry.member.meta = Some(meta);
+        }
         let member = entry.member.clone();
+        if entry.status == status {
+            // Running before and now, with new metadata.
+            let started = |m: &Member| m.meta.as_ref().and_then(|m| m.started_at_ms);
+            let restarted = started(&previous).is_some() && started(&previous) != started(&member);
+            if restarted {
+                entry.since = SystemTime::now();
+            }
+            change_events(previous, &member, restarted, revision, out);
+            return;
+        }
+        entry.status = status;
         match status {
             Status::Running => out.push(event(EventKind::Joined, member, None, None, revision)),
             Status::Stopped => out.push(event(
@@ -188,6 +214,13 @@ impl Table {
             self.insert_new(member, revision, out);
             return;
         };
+        // A candidate list names nodes and addresses only: what the probe learned stays.
+        let mut member = member;
+        if self.candidates_only {
+            if let Some(learned) = current.member.meta.clone() {
+                member.meta = Some(probed(member.meta.as_ref(), learned));
+            }
+        }
         // The entry is shared with the views already published: replace it rather than
         // change it in place (which would copy it first).
         let status = current.status;
@@ -267,6 +300,21 @@ impl Table {
             }
         }
     }
+}
+
+/// The metadata a probe served, under the candidate's own name and addresses (those come
+/// from the list: the seeds, the DNS answer).
+fn probed(candidate: Option<&Metadata>, served: Metadata) -> Metadata {
+    let mut meta = served;
+    if let Some(c) = candidate {
+        if c.node.is_some() {
+            meta.node.clone_from(&c.node);
+        }
+        if !c.addrs.is_empty() {
+            meta.addrs.clone_from(&c.addrs);
+        }
+    }
+    meta
 }
 
 fn event(

@@ -196,9 +196,9 @@ fn candidates_join_when_probed() {
     );
     assert!(ev.is_empty());
     assert_eq!(t.view().stopped_nodes(), vec![node(1)]);
-    t.set_status(&node(1), Status::Running, &mut ev);
-    t.set_status(&node(1), Status::Running, &mut ev);
-    t.set_status(&node(1), Status::Stopped, &mut ev);
+    t.set_probed(&node(1), Status::Running, None, &mut ev);
+    t.set_probed(&node(1), Status::Running, None, &mut ev);
+    t.set_probed(&node(1), Status::Stopped, None, &mut ev);
     assert_eq!(
         kinds(&ev),
         vec![
@@ -206,6 +206,70 @@ fn candidates_join_when_probed() {
             (EventKind::Left, "n1@127.0.0.1".into())
         ]
     );
+}
+
+/// What a probe serves: a start time and a zone label, under the listener's own address.
+fn served(started: u64, zone: &str) -> Metadata {
+    let mut m = Metadata::of(node(1))
+        .with_addrs(vec!["127.0.0.1:4370".into()])
+        .with_started_at_ms(started);
+    m.labels.insert("zone".into(), zone.into());
+    m
+}
+
+#[test]
+fn a_probed_candidate_carries_what_it_serves_and_a_candidate_list_keeps_it() {
+    let now = Instant::now();
+    let mut t = Table::new(true);
+    let mut ev = Vec::new();
+    let listed = || {
+        Member::bare(node(1)).with_meta(Some(
+            Metadata::of(node(1)).with_addrs(vec!["127.0.0.1".into()]),
+        ))
+    };
+    let snapshot = |ev: &mut Vec<Event>, t: &mut Table| {
+        let snap = Snapshot {
+            members: vec![listed()],
+            revision: Revision(1),
+        };
+        t.apply_snapshot(snap, None, now, ev);
+    };
+    snapshot(&mut ev, &mut t);
+    t.set_probed(&node(1), Status::Running, Some(served(10, "eu-1")), &mut ev);
+    assert_eq!(kinds(&ev), vec![(EventKind::Joined, "n1@127.0.0.1".into())]);
+    let meta = ev[0].member.meta.clone().unwrap();
+    assert_eq!(meta.labels["zone"], "eu-1", "the join carries the labels");
+    assert_eq!(meta.addrs, vec!["127.0.0.1"], "the list's address stays");
+
+    // The next poll of the list and the next probe serving the same: nothing.
+    ev.clear();
+    snapshot(&mut ev, &mut t);
+    t.set_probed(&node(1), Status::Running, Some(served(10, "eu-1")), &mut ev);
+    t.set_probed(&node(1), Status::Running, None, &mut ev);
+    assert!(ev.is_empty(), "{:?}", kinds(&ev));
+    let entry = t.view().members.get(&node(1)).unwrap().clone();
+    assert_eq!(entry.member.meta.as_ref().unwrap().labels["zone"], "eu-1");
+
+    // New labels: one update, with the previous member.
+    t.set_probed(&node(1), Status::Running, Some(served(10, "eu-2")), &mut ev);
+    assert_eq!(
+        kinds(&ev),
+        vec![(EventKind::Updated, "n1@127.0.0.1".into())]
+    );
+    let previous = ev[0].previous.as_ref().unwrap();
+    assert_eq!(previous.meta.as_ref().unwrap().labels["zone"], "eu-1");
+
+    // A new start time between two probes: it restarted.
+    ev.clear();
+    t.set_probed(&node(1), Status::Running, Some(served(20, "eu-2")), &mut ev);
+    assert_eq!(
+        kinds(&ev),
+        vec![
+            (EventKind::Left, "n1@127.0.0.1".into()),
+            (EventKind::Joined, "n1@127.0.0.1".into())
+        ]
+    );
+    assert_eq!(ev[0].reason, Some(LeftReason::Restarted));
 }
 
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use autocluster_plugin::log::Escaped;
 use autocluster_plugin::{
-    BoxStream, Capabilities, Change, Error, ErrorKind, Incarnation, Member, NodeName,
+    BoxStream, Capabilities, Change, Error, ErrorKind, Incarnation, Member, Metadata, NodeName,
     Registrations, Result, Revision, Snapshot, ViewMode, WatchBatch,
 };
 use futures::StreamExt;
@@ -59,7 +59,7 @@ pub(crate) struct ViewTask {
 const SILENT_AFTER_NOTICES: u32 = 3;
 
 /// Runs the view task until the engine is cancelled.
-pub(crate) async fn run(shared: Arc<Shared>, mut probes: mpsc::Receiver<(NodeName, Status)>) {
+pub(crate) async fn run(shared: Arc<Shared>, mut probes: mpsc::Receiver<super::probe::Probed>) {
     let mut task = ViewTask::new(shared.clone());
     let mut lease_rx = shared.lease.subscribe();
     let mut registration_rx = shared.registration_ok.subscribe();
@@ -86,7 +86,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut probes: mpsc::Receiver<(NodeNam
             _ = sleep_until(silent_at.unwrap_or_else(Instant::now)), if silent_at.is_some() => {
                 task.on_silence();
             }
-            Some((node, status)) = probes.recv() => task.on_probe(&node, status),
+            Some((node, status, meta)) = probes.recv() => task.on_probe(&node, status, meta),
             Ok(()) = lease_rx.changed() => {
                 let lease = lease_rx.borrow_and_update().map(|l| l.id);
                 task.on_lease(lease);
@@ -324,8 +324,8 @@ impl ViewTask {
         self.table.expire(Instant::now(), &mut self.events);
     }
 
-    fn on_probe(&mut self, node: &NodeName, status: Status) {
-        self.table.set_status(node, status, &mut self.events);
+    fn on_probe(&mut self, node: &NodeName, status: Status, meta: Option<Metadata>) {
+        self.table.set_probed(node, status, meta, &mut self.events);
     }
 
     /// This node's lease changed: registered, lost, or registered anew.

@@ -4,12 +4,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use autocluster_plugin::log::Escaped;
+use autocluster_plugin::Registration;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use super::admission::{Stage, Ticket};
 use super::proof::{nonce, Role, Transcript};
 use super::stats::{ConnectionOutcome, ListenerStats};
-use super::wire::{read_frame, write_frame, Frame, Nonce, Refusal, WireError, VERSION};
+use super::wire::{
+    read_frame, write_frame, Frame, Nonce, Refusal, WireError, MAX_METADATA_BYTES, VERSION,
+};
 use super::Identity;
 use crate::plugin::NodeName;
 
@@ -24,24 +28,31 @@ pub(crate) struct Deadlines {
 /// unescaped).
 type Verdict = (ConnectionOutcome, String);
 
+/// What the listener serves a proven prober after its WELCOME: this node's registration as
+/// it is now (labels, endpoints, version, cluster id), when the node has one.
+pub(crate) type Served = Option<watch::Receiver<Registration>>;
+
 /// Serves one connection to its end, then counts and logs its outcome.
 pub(crate) async fn answer(
     mut stream: TcpStream,
     peer: SocketAddr,
     me: &Identity,
+    served: &Served,
     deadlines: Deadlines,
     stats: &ListenerStats,
     ticket: Ticket,
 ) {
     let _ = stream.set_nodelay(true);
     let limit = deadlines.handshake;
-    let (outcome, detail) =
-        tokio::time::timeout(limit, handshake(&mut stream, me, deadlines, &ticket))
-            .await
-            .unwrap_or_else(|_| {
-                let why = format!("no complete handshake within {limit:?}");
-                (ConnectionOutcome::Timeout, why)
-            });
+    let (outcome, detail) = tokio::time::timeout(
+        limit,
+        handshake(&mut stream, me, served, deadlines, &ticket),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        let why = format!("no complete handshake within {limit:?}");
+        (ConnectionOutcome::Timeout, why)
+    });
     drop(stream);
     drop(ticket);
     stats.record(outcome, &peer, &detail);
@@ -50,6 +61,7 @@ pub(crate) async fn answer(
 async fn handshake(
     stream: &mut TcpStream,
     me: &Identity,
+    served: &Served,
     deadlines: Deadlines,
     ticket: &Ticket,
 ) -> Verdict {
@@ -103,10 +115,23 @@ async fn handshake(
     let welcome = Frame::Welcome {
         mac: transcript.prove(&me.cookie, Role::Listener),
     };
-    match write_frame(stream, &welcome, limit).await {
-        Ok(()) => (ConnectionOutcome::Proven, format!("answered {prober}")),
-        Err(e) => failed(e),
+    if let Err(e) = write_frame(stream, &welcome, limit).await {
+        return failed(e);
     }
+    // The prober is proven: it may learn what this node registers. A prober of the first
+    // release has closed the connection by now; what it missed does not change the verdict.
+    if let Some(json) = served_json(served) {
+        let mac = transcript.prove_metadata(&me.cookie, &json);
+        let _ = write_frame(stream, &Frame::Metadata { mac, json }, limit).await;
+    }
+    (ConnectionOutcome::Proven, format!("answered {prober}"))
+}
+
+/// This node's metadata as the METADATA frame carries it; `None` when it serves none (or,
+/// which the checks at every update prevent, when it is too large to send).
+fn served_json(served: &Served) -> Option<Vec<u8>> {
+    let json = serde_json::to_vec(&served.as_ref()?.borrow().meta).ok()?;
+    (json.len() <= MAX_METADATA_BYTES).then_some(json)
 }
 
 /// A prober's HELLO, its node name checked.

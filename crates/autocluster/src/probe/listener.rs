@@ -9,7 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::admission::Admission;
-use super::answer::{answer, Deadlines};
+use super::answer::{answer, Deadlines, Served};
 use super::stats::{ConnectionOutcome, ListenerStats};
 use super::{
     Identity, DEFAULT_HANDSHAKE_TIMEOUT, FIRST_FRAME_TIMEOUT, MAX_CONCURRENT_HANDSHAKES,
@@ -22,6 +22,7 @@ pub struct PeerListener {
     listener: TcpListener,
     local: SocketAddr,
     me: Arc<Identity>,
+    served: Served,
     deadlines: Deadlines,
     max: usize,
     per_source: usize,
@@ -36,6 +37,7 @@ impl PeerListener {
             local: listener.local_addr()?,
             listener,
             me: Arc::new(me),
+            served: None,
             deadlines: Deadlines {
                 first_frame: FIRST_FRAME_TIMEOUT,
                 handshake: DEFAULT_HANDSHAKE_TIMEOUT,
@@ -66,6 +68,18 @@ impl PeerListener {
     pub fn with_limits(mut self, max: usize, per_source: usize) -> Self {
         self.max = max;
         self.per_source = per_source;
+        self
+    }
+
+    /// Serves the metadata of `own`, as it is at each probe, to every prober that proved the
+    /// cookie, after its WELCOME (see [`probe_with_metadata`](super::probe_with_metadata));
+    /// [`Cluster::start`](crate::Cluster::start) passes the node's registration. Metadata
+    /// larger than [`MAX_METADATA_BYTES`](super::MAX_METADATA_BYTES) as JSON is not served.
+    pub fn serve_metadata(
+        mut self,
+        own: tokio::sync::watch::Receiver<autocluster_plugin::Registration>,
+    ) -> Self {
+        self.served = Some(own);
         self
     }
 
@@ -139,11 +153,12 @@ impl PeerListener {
             self.stats.record(ConnectionOutcome::Evicted, &e.peer, &why);
         }
         let me = self.me.clone();
+        let served = self.served.clone();
         let stats = self.stats.clone();
         let deadlines = self.deadlines;
         let id = ticket.id();
         let task = tasks.spawn(async move {
-            answer(stream, peer, &me, deadlines, &stats, ticket).await;
+            answer(stream, peer, &me, &served, deadlines, &stats, ticket).await;
         });
         admission.served_by(id, task);
     }

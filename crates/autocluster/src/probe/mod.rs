@@ -18,7 +18,17 @@
 //!   (prober checks node == target and cluster == its own, else stops: WrongNode/WrongCluster)
 //!   PROOF     HMAC(cookie, "client" transcript)        ->
 //!          <-  WELCOME    HMAC(cookie, "server" transcript)   or   REFUSED reason, detail
+//!          <-  METADATA   HMAC(cookie, "metadata" transcript, json), json
 //! ```
+//!
+//! METADATA follows a WELCOME only: it is what the listener's node registers (version,
+//! labels, endpoints, start time, cluster id) as JSON of at most [`MAX_METADATA_BYTES`], so
+//! static and DNS peers, whose candidate lists name nodes only, see what etcd and multicast
+//! peers see. Its MAC binds it to this handshake (no change on the way, no replay). The
+//! prober reads it with its own bound (the 1 KiB of [`MAX_FRAME`] holds for everything
+//! else, and a listener never reads one), checks it as if it were set locally, and keeps the
+//! candidate's name and addresses. A prober of the first release stops reading at WELCOME;
+//! a listener of the first release closes after it, which a prober takes as "no metadata".
 //!
 //! A transcript is a fixed protocol label, a role tag (`client` or `server`), the cluster
 //! name, the prober's node name, the listener's node name and both nonces; the MAC is
@@ -27,7 +37,8 @@
 //! prober proof (no reflection). The listener proves itself only after the prober did, so an
 //! unauthenticated client learns nothing keyed by the cookie.
 //!
-//! Every read is bounded by [`MAX_FRAME`]; the whole handshake runs under a timeout on both
+//! Every read is bounded by [`MAX_FRAME`] (METADATA, read by a proven prober only, by
+//! [`MAX_METADATA_BYTES`]); the whole handshake runs under a timeout on both
 //! sides. The listener serves each connection in a task it owns, and keeps connections that
 //! have not proved the cookie from crowding out real probes: the first message must come
 //! within [`FIRST_FRAME_TIMEOUT`]; at most [`MAX_CONCURRENT_HANDSHAKES`] handshakes run at
@@ -70,10 +81,10 @@ use crate::plugin::log::Escaped;
 use crate::plugin::{BackendContext, NodeName};
 
 pub use addr::probe_addr;
-pub use client::probe;
+pub use client::{probe, probe_with_metadata};
 pub use listener::PeerListener;
 pub use stats::{ConnectionOutcome, ListenerStats};
-pub use wire::{MAX_FRAME, VERSION};
+pub use wire::{MAX_FRAME, MAX_METADATA_BYTES, VERSION};
 
 /// The peer listener's default port, when `node.listen` does not name one.
 pub const DEFAULT_PORT: u16 = 4370;

@@ -19,6 +19,8 @@ pub(crate) enum Role {
     Prober,
     /// The side that listens and answers.
     Listener,
+    /// The listener again, for the metadata it serves after its WELCOME.
+    Metadata,
 }
 
 impl Role {
@@ -26,6 +28,7 @@ impl Role {
         match self {
             Role::Prober => b"client\0",
             Role::Listener => b"server\0",
+            Role::Metadata => b"metadata\0",
         }
     }
 }
@@ -69,6 +72,23 @@ impl Transcript<'_> {
     /// Whether `tag` is `role`'s proof under `cookie` (compared in constant time).
     pub(crate) fn verify(&self, cookie: &str, role: Role, tag: &Tag) -> bool {
         self.mac(cookie, role).verify_slice(tag).is_ok()
+    }
+
+    /// The listener's MAC over the metadata it serves, bound to this handshake (so neither
+    /// a change on the way nor a replay from another handshake passes).
+    pub(crate) fn prove_metadata(&self, cookie: &str, json: &[u8]) -> Tag {
+        let mut mac = self.mac(cookie, Role::Metadata);
+        mac.update(&(json.len() as u64).to_be_bytes());
+        mac.update(json);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether `tag` is the listener's MAC over `json` in this handshake.
+    pub(crate) fn verify_metadata(&self, cookie: &str, json: &[u8], tag: &Tag) -> bool {
+        let mut mac = self.mac(cookie, Role::Metadata);
+        mac.update(&(json.len() as u64).to_be_bytes());
+        mac.update(json);
+        mac.verify_slice(tag).is_ok()
     }
 }
 
@@ -114,5 +134,29 @@ mod tests {
             !shifted.verify("cookie", Role::Prober, &p),
             "ambiguous fields"
         );
+    }
+
+    #[test]
+    fn the_metadata_mac_binds_the_json_the_handshake_and_the_cookie() {
+        let (a, b) = (nonce(), nonce());
+        let t = Transcript {
+            cluster: "emqxcl",
+            prober: "a@h",
+            listener: "b@h",
+            prober_nonce: &a,
+            listener_nonce: &b,
+        };
+        let json = br#"{"labels":{"zone":"eu-1"}}"#;
+        let tag = t.prove_metadata("cookie", json);
+        assert!(t.verify_metadata("cookie", json, &tag));
+        assert!(!t.verify_metadata("cookie", br#"{"labels":{"zone":"eu-2"}}"#, &tag));
+        assert!(!t.verify_metadata("other", json, &tag), "wrong cookie");
+        assert!(!t.verify("cookie", Role::Listener, &tag), "not a WELCOME");
+        let fresh = nonce();
+        let other = Transcript {
+            prober_nonce: &fresh,
+            ..t
+        };
+        assert!(!other.verify_metadata("cookie", json, &tag), "replayed");
     }
 }

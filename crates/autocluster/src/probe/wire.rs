@@ -8,8 +8,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The protocol version this build speaks.
 pub const VERSION: u8 = 1;
 
-/// The largest frame payload either side reads, in bytes.
+/// The largest frame payload either side reads, in bytes, except the listener's METADATA.
 pub const MAX_FRAME: usize = 1024;
+
+/// The largest metadata (as JSON) a listener serves in its METADATA frame, in bytes: what
+/// static and DNS peers learn of a node's version, labels, endpoints and cluster id.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// The largest METADATA payload a prober reads (the MAC and the JSON).
+const MAX_METADATA_FRAME: usize = MAC_LEN + MAX_METADATA_BYTES;
 
 /// The first bytes of a HELLO payload: an autocluster probe.
 pub(crate) const MAGIC: &[u8; 4] = b"ACPB";
@@ -28,6 +35,7 @@ const T_CHALLENGE: u8 = 2;
 const T_PROOF: u8 = 3;
 const T_WELCOME: u8 = 4;
 const T_REFUSED: u8 = 5;
+const T_METADATA: u8 = 6;
 
 /// Why a listener refused a prober.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +98,10 @@ pub(crate) enum Frame {
     Welcome { mac: Tag },
     /// Listener to prober: refused.
     Refused { reason: Refusal, detail: String },
+    /// Listener to prober, right after WELCOME: the listener's metadata as JSON, and a MAC
+    /// over it and the handshake's transcript. A prober of the first release reads no
+    /// further than WELCOME and never sees it.
+    Metadata { mac: Tag, json: Vec<u8> },
 }
 
 /// Why a frame could not be read.
@@ -166,6 +178,11 @@ impl Frame {
                 put_str(&mut p, detail);
                 T_REFUSED
             }
+            Frame::Metadata { mac, json } => {
+                p.extend_from_slice(mac);
+                p.extend_from_slice(&json[..json.len().min(MAX_METADATA_BYTES)]);
+                T_METADATA
+            }
         };
         let mut out = Vec::with_capacity(3 + p.len());
         out.push(ty);
@@ -221,6 +238,11 @@ impl Frame {
                 reason: Refusal::from_code(r.u8()?),
                 detail: r.string()?,
             },
+            T_METADATA => {
+                let mac = r.array()?;
+                let json = r.take(r.0.len())?.to_vec();
+                Frame::Metadata { mac, json }
+            }
             other => return Err(malformed(format!("unknown message type {other}"))),
         };
         if !r.0.is_empty() {
@@ -276,21 +298,45 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Reads one frame: at most `3 + MAX_FRAME` bytes, within `limit`.
+/// Reads one frame: at most `3 + MAX_FRAME` bytes, within `limit`. A METADATA frame is
+/// not read here (it is as unknown as any other type): only [`read_metadata`] reads one.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     limit: Duration,
+) -> Result<Frame, WireError> {
+    read_bounded(r, limit, T_REFUSED, MAX_FRAME).await
+}
+
+/// Reads the frame that follows a verified WELCOME: a METADATA of at most
+/// `3 + MAC_LEN + MAX_METADATA_BYTES` bytes (or another frame, which the caller refuses).
+pub(crate) async fn read_metadata<R: AsyncRead + Unpin>(
+    r: &mut R,
+    limit: Duration,
+) -> Result<Frame, WireError> {
+    read_bounded(r, limit, T_METADATA, MAX_METADATA_FRAME).await
+}
+
+async fn read_bounded<R: AsyncRead + Unpin>(
+    r: &mut R,
+    limit: Duration,
+    last_type: u8,
+    max: usize,
 ) -> Result<Frame, WireError> {
     let read = async {
         let mut head = [0u8; 3];
         r.read_exact(&mut head).await.map_err(eof_or_io)?;
         let len = u16::from_be_bytes([head[1], head[2]]) as usize;
-        if !(T_HELLO..=T_REFUSED).contains(&head[0]) {
+        if !(T_HELLO..=last_type).contains(&head[0]) {
             return Err(malformed(format!("unknown message type {}", head[0])));
         }
-        if len > MAX_FRAME {
+        let max = if head[0] == T_METADATA {
+            max
+        } else {
+            MAX_FRAME
+        };
+        if len > max {
             return Err(malformed(format!(
-                "message of {len} bytes exceeds the limit of {MAX_FRAME}"
+                "message of {len} bytes exceeds the limit of {max}"
             )));
         }
         let mut payload = vec![0u8; len];
@@ -359,6 +405,43 @@ mod tests {
             reason: Refusal::BadCookie,
             detail: "no".into(),
         });
+        roundtrip(Frame::Metadata {
+            mac: [3; MAC_LEN],
+            json: br#"{"labels":{"zone":"eu-1"}}"#.to_vec(),
+        });
+    }
+
+    #[tokio::test]
+    async fn metadata_is_read_only_where_expected_and_within_its_bound() {
+        let frame = Frame::Metadata {
+            mac: [4; MAC_LEN],
+            json: vec![b'x'; 4000],
+        }
+        .encode();
+        // Before the handshake is done, a METADATA is an unknown type: nothing is read.
+        let mut early: &[u8] = &frame;
+        assert!(matches!(
+            read_frame(&mut early, Duration::from_secs(1)).await,
+            Err(WireError::Malformed(ref m)) if m.contains("unknown message type 6")
+        ));
+        let mut after_welcome: &[u8] = &frame;
+        assert!(matches!(
+            read_metadata(&mut after_welcome, Duration::from_secs(1)).await,
+            Ok(Frame::Metadata { ref json, .. }) if json.len() == 4000
+        ));
+        // Every other type keeps its 1 KiB bound there too.
+        let mut big_welcome: &[u8] = &[T_WELCOME, 0x10, 0x00];
+        assert!(matches!(
+            read_metadata(&mut big_welcome, Duration::from_secs(1)).await,
+            Err(WireError::Malformed(ref m)) if m.contains("exceeds the limit of 1024")
+        ));
+        let over = (MAX_METADATA_FRAME + 1) as u16;
+        let head = [T_METADATA, (over >> 8) as u8, over as u8];
+        let mut huge: &[u8] = &head;
+        assert!(matches!(
+            read_metadata(&mut huge, Duration::from_secs(1)).await,
+            Err(WireError::Malformed(ref m)) if m.contains("exceeds")
+        ));
     }
 
     #[test]
