@@ -103,3 +103,69 @@ async fn discover_inserts_advertised_members_and_removes_departed_ones() {
         "the stream ends when the cluster stops"
     );
 }
+
+/// A reader that falls far behind (an observer keeping 16 events, 70 changes unread) misses
+/// events: the discover notices the lag, reads the view again and tells the difference, so
+/// its reader still ends with exactly the members that advertise `grpc`, at their current
+/// address, with no remove of a member it never inserted.
+#[tokio::test(start_paused = true)]
+async fn a_discover_that_falls_behind_resyncs_to_exactly_the_current_members() {
+    let server = MemoryServer::new();
+    let node = NodeName::parse("observer@h").unwrap();
+    let mut config = EngineConfig::new(Registration {
+        node: node.clone(),
+        meta: Metadata::of(node),
+    });
+    config.event_capacity = 16;
+    let observer = Cluster::with_backend(server.backend(TTL), config);
+    assert!(observer.ready(PATIENCE).await);
+    let mut d = (discover(&observer, "grpc"), BTreeMap::new());
+
+    let addr = |i: usize| format!("10.0.0.{i}:50051");
+    let mut all = BTreeMap::new();
+    let mut members = Vec::new();
+    for i in 0..5 {
+        all.insert(NodeName::parse(&format!("a{i}@h")).unwrap(), addr(i));
+        members.push(join(&server, &format!("a{i}@h"), Some(addr(i))));
+    }
+    // Read up to date: the discover has subscribed.
+    read_until(&mut d, &all, &all).await;
+
+    // Unread: 60 joins, 2 leaves, 2 new addresses (over the 16 events kept).
+    for i in 10..70 {
+        all.insert(NodeName::parse(&format!("b{i}@h")).unwrap(), addr(i));
+        members.push(join(&server, &format!("b{i}@h"), Some(addr(i))));
+    }
+    for c in members.drain(..2) {
+        all.remove(c.node());
+        c.leave().await.unwrap();
+    }
+    for (k, c) in members.iter().take(2).enumerate() {
+        let moved = format!("10.0.1.{k}:50051");
+        c.update_metadata(|m| {
+            m.endpoints.insert("grpc".into(), moved.clone());
+        })
+        .unwrap();
+        all.insert(c.node().clone(), moved);
+    }
+    let mut watch = observer.watch();
+    let settled = |v: &autocluster::View| {
+        v.running_nodes().len() == all.len() + 1
+            && all.iter().all(|(n, a)| {
+                v.members().any(|e| {
+                    &e.member.node == n
+                        && e.member.meta.as_ref().and_then(|m| m.endpoints.get("grpc")) == Some(a)
+                })
+            })
+    };
+    tokio::time::timeout(PATIENCE, watch.wait_for(settled))
+        .await
+        .unwrap()
+        .unwrap();
+    read_until(&mut d, &all, &all).await;
+    assert_eq!(d.1, all);
+    for c in members {
+        c.leave().await.unwrap();
+    }
+    observer.leave().await.unwrap();
+}

@@ -152,6 +152,11 @@ impl ClusterMetrics {
                 s.watch_silences(),
             ),
             (
+                "expiries_postponed",
+                "Member expiries postponed because this node had not run when they fell due (paused or starved of CPU)",
+                s.expiries_postponed(),
+            ),
+            (
                 "task_failures",
                 "Engine tasks that panicked or ended on their own (the node then leaves)",
                 s.task_failures(),

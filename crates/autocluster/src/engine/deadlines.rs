@@ -54,4 +54,13 @@ impl Deadlines {
         }
         due
     }
+
+    /// Moves every deadline at or before `now` to `to`; returns how many moved.
+    pub fn postpone_due(&mut self, now: Instant, to: Instant) -> usize {
+        let due = self.pop_due(now);
+        for node in &due {
+            self.set(node, to);
+        }
+        due.len()
+    }
 }

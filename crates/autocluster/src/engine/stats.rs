@@ -22,6 +22,7 @@ pub struct Stats {
     pub(crate) registrations: AtomicU64,
     pub(crate) resyncs: AtomicU64,
     pub(crate) watch_silences: AtomicU64,
+    pub(crate) expiries_postponed: AtomicU64,
     task_failures: AtomicU64,
 }
 
@@ -96,6 +97,12 @@ impl Stats {
     /// Watches reopened because they said nothing for several progress periods.
     pub fn watch_silences(&self) -> u64 {
         get(&self.watch_silences)
+    }
+
+    /// Member TTL expiries postponed because this node itself had not run (paused or
+    /// starved of CPU) when they fell due.
+    pub fn expiries_postponed(&self) -> u64 {
+        get(&self.expiries_postponed)
     }
 
     /// Engine tasks that panicked or ended on their own.

@@ -129,6 +129,18 @@ impl Table {
         self.view.synced = true;
     }
 
+    /// Gives the members whose TTL ran out by `now` until `to` to be heard from: this node
+    /// itself was not running (paused, or starved of CPU) when their heartbeats came, and
+    /// those are still queued. Returns how many were given the time.
+    pub fn postpone_expiry(&mut self, now: Instant, to: Instant) -> usize {
+        self.expiry.postpone_due(now, to)
+    }
+
+    /// The earliest TTL expiry.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.expiry.next()
+    }
+
     /// Removes the members whose TTL or grace period is over.
     pub fn expire(&mut self, now: Instant, out: &mut Vec<Event>) {
         let revision = self.view.revision;

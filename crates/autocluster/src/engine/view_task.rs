@@ -55,6 +55,11 @@ pub(crate) struct ViewTask {
     silent_at: Option<Instant>,
 }
 
+/// A TTL expiry this late means this node, not the member, stopped running meanwhile.
+const PAUSED_AFTER: Duration = Duration::from_secs(1);
+/// How long members whose TTL ran out while this node was stopped get to be heard from.
+const CATCH_UP: Duration = Duration::from_secs(2);
+
 /// How many progress notices in a row may be missed before a watch counts as silent.
 const SILENT_AFTER_NOTICES: u32 = 3;
 
@@ -321,7 +326,28 @@ impl ViewTask {
     }
 
     fn on_deadline(&mut self) {
-        self.table.expire(Instant::now(), &mut self.events);
+        let now = Instant::now();
+        // A TTL that ran out while this node could not run (SIGSTOP, a VM paused, starved of
+        // CPU) says nothing about the peer: its heartbeats wait in our socket. Hear them
+        // first; whoever is still silent `CATCH_UP` later expires then.
+        let late = self
+            .table
+            .next_expiry()
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        if late > PAUSED_AFTER {
+            let n = self.table.postpone_expiry(now, now + CATCH_UP);
+            tracing::warn!(
+                late_ms = late.as_millis() as u64,
+                members = n,
+                "this node did not run for a while (paused or starved of CPU): members whose \
+                 TTL ran out meanwhile get {CATCH_UP:?} to be heard before they expire"
+            );
+            self.shared
+                .stats
+                .expiries_postponed
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        self.table.expire(now, &mut self.events);
     }
 
     fn on_probe(&mut self, node: &NodeName, status: Status, meta: Option<Metadata>) {

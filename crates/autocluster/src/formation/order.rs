@@ -9,18 +9,30 @@ use std::collections::BTreeMap;
 use autocluster_plugin::{Error, ErrorKind, Member, Result};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
-use super::set::{running, Ctx};
+use super::set::{running, Ctx, Waited};
 use super::{Formation, Role};
 use crate::view::View;
 
 /// Decides by the order of the stable set.
 pub(super) async fn decide(ctx: &Ctx<'_>) -> Result<Formation> {
-    if let Some(f) = join_seen(ctx, &ctx.view()) {
+    if let Some(f) = join_seen_settled(ctx, &ctx.view()).await {
         return may_seed(ctx, f);
     }
-    let set = ctx.wait_stable().await?;
-    if let Some(f) = join_seen(ctx, &ctx.view()) {
+    // Members carrying a cluster id may be heard of while waiting (static and DNS learn the
+    // ids at the first probe of each member): then this node arrived after formation.
+    let found = ctx.wait_stable_unless(|v| seen_cluster(ctx, v).map(|_| v.clone()));
+    let set = match found.await? {
+        Waited::Stable(set) => set,
+        Waited::Found(view) => {
+            let f = join_seen_settled(ctx, &view)
+                .await
+                .expect("a cluster was seen");
+            return may_seed(ctx, f);
+        }
+    };
+    if let Some(f) = join_seen_settled(ctx, &ctx.view()).await {
         return may_seed(ctx, with_seen(f, &set));
     }
     let first = set
@@ -59,8 +71,8 @@ fn with_seen(mut f: Formation, set: &[Member]) -> Formation {
 /// smaller id). Its seed is the member whose derived id it is (peers that decided before
 /// this node carry the id of the seed they chose, which may be this node: then it seeds);
 /// when no running member derives it (the seed is gone, or the id is etcd's), the first of
-/// its members in order is the target.
-pub(super) fn join_seen(ctx: &Ctx<'_>, view: &View) -> Option<Formation> {
+/// its members in order is the target. With it, whether the target is the cluster's seed.
+fn seen_cluster(ctx: &Ctx<'_>, view: &View) -> Option<(Formation, bool)> {
     let all = running(view, ctx.me());
     let mut by_id: BTreeMap<String, Vec<&Member>> = BTreeMap::new();
     for m in all.iter().filter(|m| &m.node != ctx.me()) {
@@ -77,17 +89,36 @@ pub(super) fn join_seen(ctx: &Ctx<'_>, view: &View) -> Option<Formation> {
         } else {
             Role::Join
         };
-        return Some(Formation::new(
-            role,
-            seed.node.clone(),
-            id,
-            role == Role::Join,
-        ));
+        let f = Formation::new(role, seed.node.clone(), id, role == Role::Join);
+        return Some((f, true));
     }
     let target = members
         .iter()
         .min_by(|a, b| (&a.node, a.incarnation).cmp(&(&b.node, b.incarnation)))?;
-    Some(Formation::new(Role::Join, target.node.clone(), id, true))
+    Some((
+        Formation::new(Role::Join, target.node.clone(), id, true),
+        false,
+    ))
+}
+
+/// The cluster members already carrying a cluster id belong to ([`seen_cluster`]), giving
+/// the seed time to be heard of: a node that learns of a formed cluster
+/// from one of its members may not have heard the seed yet (static and DNS probe each
+/// candidate on its own; a watch may lag the record). Waits for a view in which the seed
+/// runs, at most `stable_for` (and never past the deadline); then joins whom it has.
+pub(super) async fn join_seen_settled(ctx: &Ctx<'_>, view: &View) -> Option<Formation> {
+    let (f, through_seed) = seen_cluster(ctx, view)?;
+    if through_seed {
+        return Some(f);
+    }
+    let until = (Instant::now() + ctx.cfg.stable_for).min(ctx.deadline);
+    let seed = ctx
+        .wait_view_until(until, |v| {
+            seen_cluster(ctx, v)
+                .and_then(|(g, through)| (through && g.cluster_id == f.cluster_id).then_some(g))
+        })
+        .await;
+    Some(seed.unwrap_or(f))
 }
 
 /// The id of the cluster `seed` seeds in `cluster`: 32 hex digits of a SHA-256.

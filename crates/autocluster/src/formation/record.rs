@@ -40,10 +40,13 @@ pub(super) async fn decide(ctx: &Ctx<'_>) -> Result<Formation> {
     let set = ctx.wait_stable().await?;
     let first = oldest(&set).cloned().expect("the set holds this node");
     if let Some(rec) = read(ctx).await? {
-        let f = join_recorded(ctx, &rec, &ctx.view()).unwrap_or_else(|| resume(ctx, &rec, &first));
+        let f = match join_recorded_settled(ctx, &rec).await {
+            Some(f) => f,
+            None => resume(ctx, &rec, &first),
+        };
         return Ok(seen(f, &set));
     }
-    if let Some(f) = super::order::join_seen(ctx, &ctx.view()) {
+    if let Some(f) = super::order::join_seen_settled(ctx, &ctx.view()).await {
         return Ok(seen(f, &set));
     }
     if !ctx.cfg.new_cluster {
@@ -54,9 +57,10 @@ pub(super) async fn decide(ctx: &Ctx<'_>) -> Result<Formation> {
     }
     let f = match create_in_turn(ctx, &set).await? {
         Turn::Created(rec) => Formation::new(Role::Seed, rec.seed, rec.cluster_id, false),
-        Turn::Found(rec) => {
-            join_recorded(ctx, &rec, &ctx.view()).unwrap_or_else(|| resume(ctx, &rec, &first))
-        }
+        Turn::Found(rec) => match join_recorded_settled(ctx, &rec).await {
+            Some(f) => f,
+            None => resume(ctx, &rec, &first),
+        },
     };
     Ok(seen(f, &set))
 }
@@ -66,8 +70,8 @@ pub(super) async fn decide(ctx: &Ctx<'_>) -> Result<Formation> {
 /// from an old backup) running members carry a cluster id.
 async fn join_at_once(ctx: &Ctx<'_>) -> Result<Option<Formation>> {
     Ok(match read(ctx).await? {
-        Some(rec) => join_recorded(ctx, &rec, &ctx.view()),
-        None => super::order::join_seen(ctx, &ctx.view()),
+        Some(rec) => join_recorded_settled(ctx, &rec).await,
+        None => super::order::join_seen_settled(ctx, &ctx.view()).await,
     })
 }
 
@@ -179,6 +183,19 @@ fn join_recorded(ctx: &Ctx<'_>, rec: &FormedRecord, view: &View) -> Option<Forma
         rec.cluster_id.clone(),
         true,
     ))
+}
+
+/// [`join_recorded`], giving the recorded seed time to appear in the view when another
+/// member of its cluster is seen first (the watch may lag the record): at most `stable_for`,
+/// never past the deadline; then joins whom it has.
+async fn join_recorded_settled(ctx: &Ctx<'_>, rec: &FormedRecord) -> Option<Formation> {
+    let f = join_recorded(ctx, rec, &ctx.view())?;
+    if f.target == rec.seed {
+        return Some(f);
+    }
+    let until = (Instant::now() + ctx.cfg.stable_for).min(ctx.deadline);
+    let through_seed = |v: &View| join_recorded(ctx, rec, v).filter(|g| g.target == rec.seed);
+    Some(ctx.wait_view_until(until, through_seed).await.unwrap_or(f))
 }
 
 /// No member of the recorded cluster runs (every node restarted): the oldest of the stable

@@ -12,6 +12,14 @@ use super::FormationConfig;
 use crate::engine::Shared;
 use crate::view::{Status, View};
 
+/// How a wait for a stable set ended.
+pub(super) enum Waited<T> {
+    /// The set, stable.
+    Stable(Vec<Member>),
+    /// What was looked for meanwhile.
+    Found(T),
+}
+
 /// One formation attempt: the engine, the settings, the deadline.
 pub(super) struct Ctx<'a> {
     pub shared: &'a Arc<Shared>,
@@ -116,14 +124,47 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Waits until `found` finds something in the view, at most until `until`.
+    pub async fn wait_view_until<T>(
+        &self,
+        until: Instant,
+        found: impl Fn(&View) -> Option<T>,
+    ) -> Option<T> {
+        let mut rx = self.shared.view.subscribe();
+        loop {
+            if let Some(t) = found(&rx.borrow_and_update()) {
+                return Some(t);
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return None },
+                _ = sleep_until(until) => return None,
+            }
+        }
+    }
+
     /// Waits until at least `min_members` run and their set has not changed for
     /// `stable_for`; returns that set, ordered by name.
     pub async fn wait_stable(&self) -> Result<Vec<Member>> {
+        match self.wait_stable_unless(|_| None::<()>).await? {
+            Waited::Stable(set) => Ok(set),
+            Waited::Found(()) => unreachable!("nothing is looked for"),
+        }
+    }
+
+    /// [`Ctx::wait_stable`], or what `found` finds in a view first (a formed cluster seen
+    /// while waiting: a late node then joins it at once).
+    pub async fn wait_stable_unless<T>(
+        &self,
+        found: impl Fn(&View) -> Option<T>,
+    ) -> Result<Waited<T>> {
         let mut rx = self.shared.view.subscribe();
         let mut last: Option<Vec<(NodeName, Incarnation)>> = None;
         let mut since = Instant::now();
         loop {
             let view = rx.borrow_and_update().clone();
+            if let Some(f) = found(&view) {
+                return Ok(Waited::Found(f));
+            }
             let members = running(&view, self.me());
             let key: Vec<_> = members
                 .iter()
@@ -139,7 +180,7 @@ impl<'a> Ctx<'a> {
             let enough = last.is_some() && members.len() >= self.cfg.min_members;
             let stable_at = since + self.cfg.stable_for;
             if enough && Instant::now() >= stable_at {
-                return Ok(members);
+                return Ok(Waited::Stable(members));
             }
             tokio::select! {
                 r = rx.changed() => if r.is_err() {
