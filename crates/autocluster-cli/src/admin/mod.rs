@@ -18,6 +18,8 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex, RwLock};
 
 use autocluster::{Cluster, StatusReport};
+
+use crate::formation::ForeignFollow;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -155,9 +157,10 @@ async fn events(State(state): State<Arc<AdminState>>) -> Response {
     let response = state.with(|cluster| {
         // The view and exactly the events after it: none in both, none in neither.
         let (view, rx) = cluster.view_and_events();
-        subscription = Some((rx, view.revision.0, view.len()));
+        let foreign = ForeignFollow::new(cluster.watch_foreign_members());
+        subscription = Some((rx, foreign, view.revision.0, view.len()));
     });
-    let Some((rx, revision, members)) = subscription else {
+    let Some((rx, foreign, revision, members)) = subscription else {
         return response;
     };
     let subscribed = Subscribed {
@@ -167,7 +170,8 @@ async fn events(State(state): State<Arc<AdminState>>) -> Response {
     };
     let line = serde_json::to_string(&subscribed).unwrap_or_default() + "\n";
     let first = futures::stream::once(async move { Ok(line) });
-    let body = Body::from_stream(first.chain(event_lines(rx, state.stopping.clone())));
+    let lines = event_lines(rx, foreign, state.stopping.clone());
+    let body = Body::from_stream(first.chain(lines));
     (
         [
             (header::CONTENT_TYPE, "application/x-ndjson"),
@@ -189,15 +193,28 @@ struct Subscribed {
 }
 
 /// The events of `rx` as NDJSON lines, until the engine stops or the agent does. A
-/// subscriber that fell behind gets `{"event":"lagged","missed":N}` and goes on.
+/// subscriber that fell behind gets `{"event":"lagged","missed":N}` and goes on. A member
+/// of this cluster's name seen in another cluster (two clusters formed) is a line
+/// `{"event":"foreign_cluster","node":...,"cluster_id":...}`, once each.
 fn event_lines(
     rx: broadcast::Receiver<autocluster::Event>,
+    foreign: ForeignFollow,
     stopping: watch::Receiver<bool>,
 ) -> impl futures::Stream<Item = Result<String, Infallible>> + Send {
-    futures::stream::unfold((rx, stopping), |(mut rx, mut stopping)| async move {
+    let state = (rx, foreign, stopping);
+    futures::stream::unfold(state, |(mut rx, mut foreign, mut stopping)| async move {
         let next = tokio::select! {
-            next = rx.recv() => next,
+            next = rx.recv() => Ok(next),
+            m = foreign.next() => Err(m),
             _ = stopping.wait_for(|stop| *stop) => return None,
+        };
+        let next = match next {
+            Ok(next) => next,
+            Err(m) => {
+                let line =
+                    json!({"event": "foreign_cluster", "node": m.node, "cluster_id": m.cluster_id});
+                return Some((Ok(line.to_string() + "\n"), (rx, foreign, stopping)));
+            }
         };
         let line = match next {
             Ok(event) => serde_json::to_string(&event)
@@ -207,7 +224,7 @@ fn event_lines(
             }
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok(line + "\n"), (rx, stopping)))
+        Some((Ok(line + "\n"), (rx, foreign, stopping)))
     })
 }
 

@@ -39,6 +39,9 @@ pub struct HookEvent {
     pub labels: String,
     /// Its endpoints as a JSON object, for `AUTOCLUSTER_ENDPOINTS` (`{}` without any).
     pub endpoints: String,
+    /// With `foreign_cluster`: the other cluster's id (escaped), for
+    /// `AUTOCLUSTER_FOREIGN_CLUSTER_ID`.
+    pub foreign_cluster_id: Option<String>,
 }
 
 impl HookEvent {
@@ -53,6 +56,22 @@ impl HookEvent {
             member: "{}".into(),
             labels: "{}".into(),
             endpoints: "{}".into(),
+            foreign_cluster_id: None,
+        }
+    }
+
+    /// The event of a member of this cluster's name seen in another cluster (two clusters
+    /// formed): `foreign_cluster`, the member, and its cluster id.
+    pub fn foreign(m: &autocluster::ForeignMember) -> HookEvent {
+        HookEvent {
+            kind: "foreign_cluster",
+            node: m.node.clone(),
+            incarnation: Incarnation(0),
+            reason: None,
+            member: serde_json::to_string(m).unwrap_or_else(|_| "{}".into()),
+            labels: "{}".into(),
+            endpoints: "{}".into(),
+            foreign_cluster_id: Some(m.cluster_id.clone()),
         }
     }
 
@@ -68,6 +87,7 @@ impl HookEvent {
             member: serde_json::to_string(&event.member).unwrap_or_else(|_| "{}".into()),
             labels: json_object(meta.map(|m| &m.labels)),
             endpoints: json_object(meta.map(|m| &m.endpoints)),
+            foreign_cluster_id: None,
         }
     }
 }
@@ -204,6 +224,10 @@ fn command(config: &HookConfig, event: &HookEvent, cmd: &str) -> Command {
     match event.reason {
         Some(reason) => command.env("AUTOCLUSTER_REASON", reason),
         None => command.env_remove("AUTOCLUSTER_REASON"),
+    };
+    match &event.foreign_cluster_id {
+        Some(id) => command.env("AUTOCLUSTER_FOREIGN_CLUSTER_ID", id),
+        None => command.env_remove("AUTOCLUSTER_FOREIGN_CLUSTER_ID"),
     };
     let formation = config.formation.as_ref().and_then(|f| f.borrow().clone());
     match formation {

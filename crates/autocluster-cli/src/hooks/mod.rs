@@ -4,7 +4,8 @@
 //! A handler runs through `sh -c`, one at a time in event order, with the event in
 //! environment variables (`AUTOCLUSTER_EVENT`, `_NODE`, `_INCARNATION`, `_REASON`, `_CLUSTER`,
 //! `_SELF`, and once formation decided `_FORMATION` (`seed` or `join`), `_FORMATION_TARGET`
-//! and `_CLUSTER_ID`; none has the `__` of a configuration override, so an `autocluster`
+//! and `_CLUSTER_ID`; with the event `foreign_cluster` (a member of this cluster's name seen
+//! in another cluster: two clusters formed), `_FOREIGN_CLUSTER_ID`; none has the `__` of a configuration override, so an `autocluster`
 //! command the handler runs does not read them as configuration), the member's JSON, labels
 //! and endpoints (`AUTOCLUSTER_MEMBER`, `_LABELS`, `_ENDPOINTS`, JSON objects) and the running
 //! members, one node name a line, on
@@ -153,8 +154,10 @@ impl Hooks {
             // here or in an event received later (or both, which the queue sorts out).
             let events = cluster.events();
             let formation = cluster.watch_formation();
+            let foreign = crate::formation::ForeignFollow::new(cluster.watch_foreign_members());
             let queue = queue::Queue {
                 formation,
+                foreign,
                 config,
                 stats,
                 events,

@@ -25,6 +25,9 @@ pub struct Queue {
     pub deadline: watch::Receiver<Option<Instant>>,
     /// The formation decision: a `formed` event when it is made.
     pub formation: watch::Receiver<Option<Formation>>,
+    /// Members of this cluster's name in another cluster: a `foreign_cluster` event for
+    /// each one newly seen.
+    pub foreign: crate::formation::ForeignFollow,
 }
 
 impl Queue {
@@ -69,6 +72,7 @@ impl Queue {
         loop {
             let received = tokio::select! {
                 r = self.events.recv() => r,
+                m = self.foreign.next() => return Next::Event(HookEvent::foreign(&m)),
                 Ok(()) = self.formation.changed() => {
                     let decided = self.formation.borrow_and_update().clone();
                     match decided {

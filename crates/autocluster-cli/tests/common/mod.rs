@@ -120,3 +120,32 @@ pub fn node_conf(dir: &Path, file: &str, node: &str, body: &str) -> PathBuf {
 pub fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
+
+/// Runs `promtool check metrics` (Prometheus's own linter, from Debian's `prometheus`
+/// package, which `tools/test.sh` installs) on a `/metrics` body; panics with what it found
+/// unless it passes.
+#[track_caller]
+pub fn promtool_check(metrics: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (apt-get install prometheus; tools/test.sh does)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}\n{}{}\n---\n{metrics}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

@@ -22,7 +22,7 @@ const MAX_ID: usize = 128;
 pub struct ForeignMember {
     /// The member.
     pub node: NodeName,
-    /// The cluster id it carries.
+    /// The cluster id it carries (at most 128 characters, control characters escaped).
     pub cluster_id: String,
 }
 
@@ -33,7 +33,9 @@ fn foreign(view: &View, ours: &str) -> BTreeMap<NodeName, String> {
         .filter_map(|e| {
             let id = e.member.meta.as_ref()?.cluster_id.as_deref()?;
             let id: String = id.chars().take(MAX_ID).collect();
-            (id != ours).then(|| (e.member.node.clone(), id))
+            // Shown in logs, hook environments and JSON: escaped (ids are hex; a peer's may
+            // hold anything).
+            (id != ours).then(|| (e.member.node.clone(), Escaped::new(id.as_str()).to_string()))
         })
         .collect()
 }
@@ -52,7 +54,7 @@ pub(super) fn spawn(shared: Arc<Shared>, state: Arc<FormationState>, ours: Strin
                 state.sightings.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     node = %node,
-                    their_cluster_id = %Escaped::new(id.as_str()),
+                    their_cluster_id = %id,
                     our_cluster_id = %ours,
                     cluster = %Escaped::new(state.cluster_name.as_str()),
                     "two clusters formed: this member of the same cluster.name belongs to another \
