@@ -214,7 +214,13 @@ impl Engine {
         if caps.registration != Registrations::None {
             tasks.push(("registration", Box::pin(registration::run(shared.clone()))));
         }
-        let supervisor = Supervisor::spawn(shared.clone(), tasks);
+        let late = shared
+            .late_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .expect("an engine's shared state starts one engine");
+        let supervisor = Supervisor::spawn(shared.clone(), tasks, late);
         Engine { shared, supervisor }
     }
 

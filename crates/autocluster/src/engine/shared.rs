@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use autocluster_plugin::log::Escaped;
 use autocluster_plugin::{Discovery, Error, ErrorKind, Lease, Registration, Registrations, Result};
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{broadcast, mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::{EngineConfig, Stats};
@@ -43,12 +43,17 @@ pub(crate) struct Shared {
     pub cluster_id: watch::Sender<Option<String>>,
     pub stats: Stats,
     pub cancel: CancellationToken,
+    /// Tasks started after the engine, for its supervisor to own ([`Shared::spawn_owned`]).
+    late_tasks: mpsc::UnboundedSender<super::supervisor::LateTask>,
+    /// The supervisor's end of it, taken when the engine starts.
+    pub(super) late_rx: Mutex<Option<mpsc::UnboundedReceiver<super::supervisor::LateTask>>>,
 }
 
 impl Shared {
     /// The state of an engine whose tasks have not started.
     pub(crate) fn new(backend: Arc<dyn Discovery>, config: EngineConfig) -> Arc<Shared> {
         let caps = backend.capabilities();
+        let (late_tasks, late_rx) = mpsc::unbounded_channel();
         let health = Health {
             backend: backend.name().to_string(),
             registered: caps.registration == Registrations::None,
@@ -74,8 +79,20 @@ impl Shared {
             cluster_id: watch::channel(None).0,
             stats: Stats::default(),
             cancel: CancellationToken::new(),
+            late_tasks,
+            late_rx: Mutex::new(Some(late_rx)),
             config,
         })
+    }
+
+    /// Runs `task` as one of the engine's tasks: owned by its supervisor, which notices a
+    /// panic or an end before the engine stops (the engine then fails, as for its own
+    /// tasks). The task must end when the engine is cancelled. After the engine stopped it
+    /// is not run.
+    pub fn spawn_owned(&self, name: &'static str, task: futures::future::BoxFuture<'static, ()>) {
+        if self.cancel.is_cancelled() || self.late_tasks.send((name, task)).is_err() {
+            tracing::debug!(task = name, "the engine has stopped: task not started");
+        }
     }
 
     /// Records the cluster id formation settled on and has the registration carry it (the

@@ -40,9 +40,11 @@ fn foreign(view: &View, ours: &str) -> BTreeMap<NodeName, String> {
         .collect()
 }
 
-/// Follows the view until the engine stops, publishing the foreign members.
+/// Follows the view until the engine stops, publishing the foreign members: a task the
+/// engine's supervisor owns.
 pub(super) fn spawn(shared: Arc<Shared>, state: Arc<FormationState>, ours: String) {
-    tokio::spawn(async move {
+    let owner = shared.clone();
+    owner.spawn_owned("formation's second-cluster watch", Box::pin(async move {
         let mut rx = shared.view.subscribe();
         let mut known: BTreeMap<NodeName, String> = BTreeMap::new();
         loop {
@@ -77,5 +79,5 @@ pub(super) fn spawn(shared: Arc<Shared>, state: Arc<FormationState>, ours: Strin
                 _ = shared.cancel.cancelled() => return,
             }
         }
-    });
+    }));
 }
