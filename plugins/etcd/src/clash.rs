@@ -44,22 +44,49 @@ pub(crate) fn conflict(
 /// refused process restarted in a loop writes a marker each time); the count of the others
 /// goes with the next line.
 #[derive(Debug)]
-pub(crate) struct Attempts(RateLimit);
+pub(crate) struct Attempts {
+    limit: RateLimit,
+    /// The markers this process left itself (`lease 1a2b`): a refused process's own watch
+    /// sees its marker, which is not another process's attempt.
+    own: std::sync::Mutex<Vec<String>>,
+}
 
 impl Default for Attempts {
     fn default() -> Self {
-        Attempts(RateLimit::new(Attempts::EVERY))
+        Attempts {
+            limit: RateLimit::new(Attempts::EVERY),
+            own: Default::default(),
+        }
     }
 }
 
 impl Attempts {
     const EVERY: Duration = Duration::from_secs(10);
+    /// How many of its own markers a process remembers (one per refused attempt).
+    const OWN: usize = 8;
+
+    /// Records that this process leaves a marker under `other` (`lease 1a2b`).
+    pub(crate) fn left_own(&self, other: &str) {
+        let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        if own.len() == Self::OWN {
+            own.remove(0);
+        }
+        own.push(other.to_string());
+    }
+
+    fn is_own(&self, other: &str) -> bool {
+        let own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        own.iter().any(|o| o == other)
+    }
 
     /// Logs a marker another process left for `node`: who tried, as it described itself
     /// (its registration metadata, `value`, from outside: escaped), under `other`
     /// (`lease 1a2b`).
     pub(crate) fn log(&self, node: &NodeName, key: &[u8], value: &[u8], other: &str) {
-        let Some(suppressed) = self.0.allow() else {
+        if self.is_own(other) {
+            return;
+        }
+        let Some(suppressed) = self.limit.allow() else {
             return;
         };
         let addrs = match decode_value(node, value) {
@@ -103,5 +130,17 @@ mod tests {
         for part in ["emqx1@h", "lease 1a2b", "42 s", "node.name"] {
             assert!(text.contains(part), "{text}");
         }
+    }
+
+    #[test]
+    fn a_marker_this_process_left_is_not_another_attempt() {
+        let a = Attempts::default();
+        a.left_own("lease 1a2b");
+        assert!(a.is_own("lease 1a2b"));
+        assert!(!a.is_own("lease 3c4d"));
+        for i in 0..Attempts::OWN {
+            a.left_own(&format!("lease {i:x}0"));
+        }
+        assert!(!a.is_own("lease 1a2b"), "only the last ones are kept");
     }
 }

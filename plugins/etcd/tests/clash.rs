@@ -5,9 +5,10 @@
 
 mod common;
 
-use autocluster_plugin::{Discovery, ErrorKind, Incarnation};
+use autocluster_plugin::{Change, Discovery, ErrorKind, Incarnation};
 use autocluster_testkit::fixtures::etcd::{available_binaries, EtcdServer};
 use common::*;
+use futures::StreamExt;
 
 const NODE: &str = "emqx1@192.168.1.162";
 const KEY: &str = "/emqxcl/emqxcl/nodes/emqx1@192.168.1.162";
@@ -35,6 +36,18 @@ async fn clash(etcd: &EtcdServer, api: &str) {
     let watching = drain(first.watch(snap.revision)).await;
 
     let second = agent(etcd, api);
+    // The refused process watches too (as an agent does once it would be registered): its
+    // own marker must not make it log an attempt of "another process".
+    let mut second_watch = match api {
+        "v3" => {
+            let snap = bounded(second.snapshot()).await.unwrap();
+            let mut w = second.watch(snap.revision);
+            let up = bounded(async { w.next().await.expect("the watch ended") }).await;
+            assert!(up.is_ok_and(|b| b.changes.is_empty()));
+            Some(w)
+        }
+        _ => None,
+    };
     let mut impostor = reg(NODE);
     impostor.meta = impostor.meta.with_addrs(vec!["10.9.9.9:4370".into()]);
     let e = bounded(second.register(&impostor)).await.unwrap_err();
@@ -75,6 +88,33 @@ async fn clash(etcd: &EtcdServer, api: &str) {
         .then_some(())
     })
     .await;
+    if let Some(mut w) = second_watch.take() {
+        // A later change, seen by the refused process's watch: it has read its marker too.
+        let sync = "/emqxcl/emqxcl/nodes/sync@127.0.0.1";
+        let value = r#"{"node":"sync@127.0.0.1"}"#;
+        etcd.etcdctl(&["put", sync, value]).await.unwrap();
+        bounded(async {
+            loop {
+                let b = w.next().await.expect("the watch ended").unwrap();
+                let synced = b
+                    .changes
+                    .iter()
+                    .any(|c| matches!(c, Change::Put(m) if m.node.as_str() == "sync@127.0.0.1"));
+                if synced {
+                    return Ok(());
+                }
+            }
+        })
+        .await
+        .unwrap();
+        let log = logs.text();
+        assert_eq!(
+            log.matches("another process tried to register").count(),
+            1,
+            "only the holder logs the attempt: {log}"
+        );
+        etcd.etcdctl(&["del", sync]).await.unwrap();
+    }
     watching.abort();
     bounded(first.deregister(&lease)).await.unwrap();
     // Once the first is gone, the name is free again.

@@ -167,6 +167,7 @@ impl EtcdBackend {
         holder: i64,
     ) -> autocluster_plugin::Error {
         let marker = self.shared.layout.clash_key(&reg.node);
+        self.shared.attempts.left_own(&format!("lease {id:x}"));
         let value = encode_value(&reg.meta);
         let put = self.core().call(op, |mut c| {
             let (marker, value) = (marker.clone(), value.clone());
