@@ -253,6 +253,21 @@ fn a_false_leave_is_named() {
 }
 
 #[test]
+fn a_former_life_told_late_is_not_a_false_leave_but_the_current_one_is() {
+    // c's first life (3) ended at its kill (10 s); an observer that was cut off or stopped
+    // may tell it only at 25 s, when c, steady since its restart, runs its second life (4).
+    let report = check(&planted(vec![event(25_000, A, "left", C, "3")]));
+    assert!(report.violations.is_empty(), "{report}");
+    // The same late line about the life c runs now is a false leave.
+    let (p, agent, from, to, text) = only(vec![event(25_000, A, "left", C, "4")]);
+    assert_eq!(
+        (p, agent.as_str(), from, to),
+        (2, C, 20_000, 25_000),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_lagging_view_is_named() {
     // a's view keeps c's old incarnation until 30 s; the bound is 20 s + 3 + 3 + 1 s.
     let (p, agent, from, to, text) =

@@ -103,6 +103,15 @@ pub(crate) fn no_false_leave(
         if event != "left" {
             continue;
         }
+        // A leave of a former life, told late (an observer cut off or stopped while the node
+        // lost its lease and registered again): the property is about the current life. The
+        // former life's end was checked when it was first seen, while it was current.
+        if tl
+            .own_incarnation(node, e.t_ms)
+            .is_some_and(|own| own != incarnation)
+        {
+            continue;
+        }
         let from = e.t_ms.saturating_sub(b.ttl + 2000);
         // On soft state (multicast) an observer that cannot hear, or was stopped, expires
         // the members it misses by design; on etcd nothing excuses the observer.

@@ -16,6 +16,9 @@ pub(crate) struct Timeline {
     pub(crate) unsettled: Vec<(u64, u64)>,
     pub(crate) subscribed: HashMap<String, Vec<u64>>,
     pub(crate) ready: HashMap<String, Vec<(u64, bool)>>,
+    /// Each agent's own incarnation over time, as it showed it itself (its own entry in its
+    /// view or its own events) or the harness's truth took it, each change once.
+    pub(crate) own: HashMap<String, Vec<(u64, String)>>,
 }
 
 impl Timeline {
@@ -65,10 +68,43 @@ impl Timeline {
                         .or_default()
                         .push((e.t_ms, *ready));
                 }
+                Record::View { observer, members } => {
+                    if let Some(inc) = members.get(observer) {
+                        tl.saw_own(observer, e.t_ms, inc);
+                    }
+                }
+                Record::Event {
+                    observer,
+                    event,
+                    node,
+                    incarnation,
+                    ..
+                } if observer == node && event != "left" => {
+                    tl.saw_own(node, e.t_ms, incarnation);
+                }
+                Record::Truth { members, .. } => {
+                    for (node, inc) in members {
+                        tl.saw_own(node, e.t_ms, inc);
+                    }
+                }
                 _ => {}
             }
         }
         tl
+    }
+
+    fn saw_own(&mut self, agent: &str, t: u64, incarnation: &str) {
+        let lives = self.own.entry(agent.to_string()).or_default();
+        if lives.last().is_none_or(|(_, inc)| inc != incarnation) {
+            lives.push((t, incarnation.to_string()));
+        }
+    }
+
+    /// The incarnation `agent` itself had at `t`, as far as the history shows it.
+    pub(crate) fn own_incarnation(&self, agent: &str, t: u64) -> Option<&str> {
+        let lives = self.own.get(agent)?;
+        let (_, inc) = lives.iter().rev().find(|(at, _)| *at <= t)?;
+        Some(inc)
     }
 
     /// Whether `agent` was healthy for all of `from..=to`, and no fault of its own touched
