@@ -53,12 +53,18 @@ pub(crate) struct ViewTask {
     /// For a backend that promises a progress notice every `progress_every`: when the open
     /// stream has been silent too long to count as live.
     silent_at: Option<Instant>,
+    /// The warning that members' expiries were put off, at most once a minute.
+    postponed_log: autocluster_plugin::log::RateLimit,
 }
 
-/// A TTL expiry this late means this node, not the member, stopped running meanwhile.
-const PAUSED_AFTER: Duration = Duration::from_secs(1);
-/// How long members whose TTL ran out while this node was stopped get to be heard from.
-const CATCH_UP: Duration = Duration::from_secs(2);
+/// A TTL expiry this late means this node, not the member, stopped running meanwhile (a
+/// timer fires within a millisecond or two of its deadline on a running process; one that
+/// had to wait for the CPU loses nothing by the short catch-up either).
+const PAUSED_AFTER: Duration = Duration::from_millis(50);
+/// How long members whose TTL ran out while this node was stopped get to be heard from: the
+/// heartbeats that came meanwhile wait in the socket, and the receiving task reads them as
+/// soon as the process runs again.
+const CATCH_UP: Duration = Duration::from_millis(500);
 
 /// How many progress notices in a row may be missed before a watch counts as silent.
 const SILENT_AFTER_NOTICES: u32 = 3;
@@ -130,6 +136,7 @@ impl ViewTask {
             last_lease: None,
             observed: 0,
             silent_at: None,
+            postponed_log: autocluster_plugin::log::RateLimit::new(Duration::from_secs(60)),
             caps,
             shared,
         }
@@ -336,12 +343,15 @@ impl ViewTask {
             .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
         if late > PAUSED_AFTER {
             let n = self.table.postpone_expiry(now, now + CATCH_UP);
-            tracing::warn!(
-                late_ms = late.as_millis() as u64,
-                members = n,
-                "this node did not run for a while (paused or starved of CPU): members whose \
+            if let Some(suppressed) = self.postponed_log.allow() {
+                tracing::warn!(
+                    late_ms = late.as_millis() as u64,
+                    members = n,
+                    suppressed,
+                    "this node did not run for a while (paused or starved of CPU): members whose \
                  TTL ran out meanwhile get {CATCH_UP:?} to be heard before they expire"
-            );
+                );
+            }
             self.shared
                 .stats
                 .expiries_postponed
