@@ -60,6 +60,10 @@ pub struct MeshArgs {
     /// The etcd binary (default: the testkit's choice, /usr/bin/etcd first).
     #[arg(long, value_name = "FILE")]
     pub etcd_bin: Option<PathBuf>,
+    /// Keep the agents' configurations and logs in DIR (created; default: a temporary
+    /// directory, removed at the end).
+    #[arg(long, value_name = "DIR")]
+    pub keep_dir: Option<PathBuf>,
 }
 
 /// Runs `autocluster-bench mesh <argv>` (argv without the program and `mesh`); the exit code.
@@ -171,15 +175,22 @@ async fn agents(
     endpoints: &[String],
     etcd_pid: u32,
 ) -> Result<Vec<String>, BoxError> {
-    let dir = tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         .prefix("autocluster-mesh-")
         .tempdir()?;
+    let dir = match &a.keep_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => temp.path().to_path_buf(),
+    };
     let spawn = Spawn {
         bin,
         endpoints,
         node_ttl: Duration::from_secs(a.node_ttl),
         admin_base: a.admin_base,
-        dir: dir.path(),
+        dir: &dir,
     };
     let n = a.agents;
     let k = a.sample.clamp(1, n);
@@ -198,6 +209,7 @@ async fn agents(
     let formed = wait_counts(&sample, t0, deadline, |c| c.members >= n as u64).await;
     let cpu = cpu_seconds(etcd_pid).unwrap_or(0.0) - cpu0;
     let counters = read_all(&sample).await;
+    let failed = failed_calls(&sample).await;
     let mut rss_all: Vec<u64> = sample
         .iter()
         .filter_map(|m| rss(&m.pid().to_string()))
@@ -237,6 +249,7 @@ async fn agents(
         mib(rss_median),
     ));
     lines.push(counts_line(k, &counters));
+    lines.push(failed);
     if !exited.is_empty() {
         lines.push(format!(
             "agents that exited on their own (first 3): {exited:?}"
@@ -315,6 +328,50 @@ async fn wait_counts(
         tokio::time::sleep(POLL_EVERY).await;
     }
     at
+}
+
+/// The sampled agents' backend calls that did not answer `ok`, summed by operation and
+/// outcome: which calls overload makes fail, and how.
+async fn failed_calls(sample: &[&MeshAgent]) -> String {
+    let reads = sample
+        .iter()
+        .map(|m| async move { get(m.admin, "/metrics", READ_TIMEOUT).await.ok() });
+    let mut by: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for text in futures::future::join_all(reads).await.into_iter().flatten() {
+        for line in text.lines() {
+            let Some(labels) = line.strip_prefix("autocluster_backend_calls_total{") else {
+                continue;
+            };
+            let Some((labels, value)) = labels.rsplit_once("} ") else {
+                continue;
+            };
+            let label = |k: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix("=\"")?.strip_suffix('"'))
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            let (op, outcome) = (label("operation"), label("outcome"));
+            if outcome != "ok" {
+                *by.entry((op, outcome)).or_default() +=
+                    value.trim().parse::<f64>().unwrap_or(0.0) as u64;
+            }
+        }
+    }
+    let list: Vec<String> = by
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|((op, outcome), n)| format!("{op} {outcome} {n}"))
+        .collect();
+    format!(
+        "failed calls of the sampled agents, by operation: {}",
+        if list.is_empty() {
+            "none".into()
+        } else {
+            list.join(", ")
+        }
+    )
 }
 
 /// The sampled agents' counters summed, with how many answered.
