@@ -15,6 +15,10 @@ use super::{Outcome, Settings};
 use crate::fixtures::etcd_cluster::EtcdCluster;
 use crate::fixtures::proxy::Proxy;
 
+/// `delay_agent`: how long the agent's proxies hold each chunk, in either direction.
+const DELAY_MIN: Duration = Duration::from_millis(50);
+const DELAY_MAX: Duration = Duration::from_millis(800);
+
 /// A fault in effect, and when it is healed.
 struct Active {
     fault: Fault,
@@ -206,6 +210,10 @@ impl EtcdRun {
                         self.proxies[i].iter().for_each(Proxy::cut);
                         a.state.connected = false;
                     }
+                    // Slow, not cut: the agent stays connected.
+                    Fault::DelayAgent => self.proxies[i]
+                        .iter()
+                        .for_each(|p| p.delay(DELAY_MIN, DELAY_MAX)),
                     _ => {
                         self.proxies[i].iter().for_each(Proxy::blackhole);
                         a.state.connected = false;
@@ -282,6 +290,12 @@ impl EtcdRun {
                 Fault::PauseAgent => {
                     self.agents[i].resume();
                     self.heal_line("resume_agent", "agent", name);
+                }
+                Fault::DelayAgent => {
+                    self.proxies[i]
+                        .iter()
+                        .for_each(|p| p.delay(Duration::ZERO, Duration::ZERO));
+                    self.heal_line("undelay_agent", "agent", name);
                 }
                 _ => {
                     self.proxies[i].iter().for_each(Proxy::heal);

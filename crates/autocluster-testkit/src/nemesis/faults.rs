@@ -18,6 +18,8 @@ pub enum Fault {
     CutAgent,
     /// Stop forwarding an agent's traffic without closing anything.
     BlackholeAgent,
+    /// Hold every chunk of an agent's traffic to etcd for 50 to 800 ms, in order.
+    DelayAgent,
     /// SIGKILL one etcd member; restarted with its data later.
     KillMember,
     /// SIGKILL the etcd leader; restarted with its data later.
@@ -44,12 +46,13 @@ pub enum Fault {
 
 impl Fault {
     /// Every kind, for the etcd harness.
-    pub const ETCD: [Fault; 13] = [
+    pub const ETCD: [Fault; 14] = [
         Fault::KillAgent,
         Fault::PauseAgent,
         Fault::LeaveAgent,
         Fault::CutAgent,
         Fault::BlackholeAgent,
+        Fault::DelayAgent,
         Fault::KillMember,
         Fault::KillLeader,
         Fault::LoseQuorum,
@@ -78,6 +81,7 @@ impl Fault {
             Fault::LeaveAgent => "leave_agent",
             Fault::CutAgent => "cut_agent",
             Fault::BlackholeAgent => "blackhole_agent",
+            Fault::DelayAgent => "delay_agent",
             Fault::KillMember => "kill_member",
             Fault::KillLeader => "kill_leader",
             Fault::LoseQuorum => "lose_quorum",
@@ -100,6 +104,7 @@ impl Fault {
             | Fault::LeaveAgent
             | Fault::CutAgent
             | Fault::BlackholeAgent
+            | Fault::DelayAgent
             | Fault::IsolateAgent
             | Fault::LossAgent => "agent",
             Fault::Split => "network",
@@ -112,7 +117,7 @@ impl Fault {
     fn weight(self) -> u32 {
         match self {
             Fault::KillAgent | Fault::PauseAgent | Fault::CutAgent | Fault::BlackholeAgent => 4,
-            Fault::LeaveAgent | Fault::IsolateAgent | Fault::LossAgent => 3,
+            Fault::LeaveAgent | Fault::DelayAgent | Fault::IsolateAgent | Fault::LossAgent => 3,
             Fault::Split => 2,
             Fault::KillMember | Fault::KillLeader => 2,
             Fault::WipeEtcd | Fault::RestartEtcd | Fault::LoseQuorum => 1,
