@@ -61,7 +61,12 @@ pub async fn compact(etcd: &EtcdCluster) -> io::Result<()> {
         .first()
         .map(|r| r.trim().to_string())
         .ok_or_else(|| io::Error::other("no revision from etcdctl"))?;
-    etcd.etcdctl(&["compact", &rev]).await.map(|_| ())
+    match etcd.etcdctl(&["compact", &rev]).await {
+        // Nothing written since the last compaction (keep-alives do not move the revision):
+        // that revision is compacted already, which is what this fault asked for.
+        Err(e) if e.to_string().contains("required revision has been compacted") => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 /// Keys that are not registrations: a name without `@`, bad JSON under a good name, `@`.
