@@ -238,54 +238,18 @@ fn runtime_update(api: &str) {
         ("node.labels.zone", "eu-1"),
     ])
     .unwrap();
-    let lib = rt
-        .block_on(
-            autocluster::Cluster::builder(&settings)
-                .label("role", "api")
-                .endpoint("grpc", "127.0.0.1:50051")
-                .version("myapp 2.1.0")
-                .start(),
-        )
-        .unwrap();
     let diag = || agent.diag();
-    let joined = events.expect("joined", "lib@127.0.0.1", &diag);
-    let meta = &joined["member"]["meta"];
-    assert_eq!(
-        meta["labels"],
-        json!({"zone": "eu-1", "role": "api"}),
-        "{joined}"
+    let seen = common::embedded::join_update_twice_and_leave(
+        &rt,
+        &settings,
+        "127.0.0.1:50051",
+        &mut events,
+        &diag,
     );
-    assert_eq!(meta["endpoints"], json!({"grpc": "127.0.0.1:50051"}));
-    assert_eq!(meta["version"], "myapp 2.1.0");
-
-    for (n, state) in ["draining", "idle"].iter().enumerate() {
-        let changed = lib.update_metadata(|m| {
-            m.labels.insert("state".into(), state.to_string());
-        });
-        assert!(changed.unwrap());
-        let updated = events.next(common::WAIT, "the update", &diag);
+    for updated in &seen.updates {
         assert_eq!(
-            (updated["event"].as_str(), updated["node"].as_str()),
-            (Some("updated"), Some("lib@127.0.0.1")),
-            "update {n}: {updated}"
-        );
-        assert_eq!(updated["member"]["meta"]["labels"]["state"], *state);
-        assert_eq!(
-            updated["member"]["incarnation"], joined["member"]["incarnation"],
+            updated["member"]["incarnation"], seen.joined["member"]["incarnation"],
             "written again under the same lease"
         );
     }
-    let too_big = lib.update_metadata(|m| {
-        m.labels.insert("blob".into(), "x".repeat(300));
-    });
-    assert!(too_big.unwrap_err().to_string().contains("label blob"));
-
-    // The next event after the two updates is the leave: no second `updated` for either.
-    rt.block_on(lib.leave()).unwrap();
-    let left = events.next(common::WAIT, "the leave", &diag);
-    assert_eq!(
-        (left["event"].as_str(), left["node"].as_str()),
-        (Some("left"), Some("lib@127.0.0.1")),
-        "{left}"
-    );
 }

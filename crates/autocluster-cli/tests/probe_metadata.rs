@@ -199,53 +199,12 @@ fn a_runtime_update_reaches_static_peers_as_one_updated_event() {
         ("node.labels.zone", "eu-1"),
     ])
     .unwrap();
-    let lib = rt
-        .block_on(
-            autocluster::Cluster::builder(&settings)
-                .label("role", "api")
-                .endpoint("grpc", "127.0.0.61:50051")
-                .version("myapp 2.1.0")
-                .start(),
-        )
-        .unwrap();
     let diag = || agent.diag();
-    let joined = events.expect("joined", N1, &diag);
-    let meta = &joined["member"]["meta"];
-    assert_eq!(
-        meta["labels"],
-        json!({"zone": "eu-1", "role": "api"}),
-        "{joined}"
-    );
-    assert_eq!(meta["endpoints"], json!({"grpc": "127.0.0.61:50051"}));
-    assert_eq!(meta["version"], "myapp 2.1.0");
-
-    for (n, state) in ["draining", "idle"].iter().enumerate() {
-        let changed = lib.update_metadata(|m| {
-            m.labels.insert("state".into(), state.to_string());
-        });
-        assert!(changed.unwrap());
-        let updated = events.next(common::WAIT, "the update", &diag);
-        assert_eq!(
-            (updated["event"].as_str(), updated["node"].as_str()),
-            (Some("updated"), Some(N1)),
-            "update {n}: {updated}"
-        );
-        assert_eq!(updated["member"]["meta"]["labels"]["state"], *state);
-        assert_eq!(
-            updated["previous"]["meta"]["labels"]["state"],
-            if n == 0 {
-                Value::Null
-            } else {
-                json!("draining")
-            }
-        );
-    }
-    // The next event after the two updates is the leave: no second `updated` for either.
-    rt.block_on(lib.leave()).unwrap();
-    let left = events.next(common::WAIT, "the leave", &diag);
-    assert_eq!(
-        (left["event"].as_str(), left["node"].as_str()),
-        (Some("left"), Some(N1)),
-        "{left}"
+    common::embedded::join_update_twice_and_leave(
+        &rt,
+        &settings,
+        "127.0.0.61:50051",
+        &mut events,
+        &diag,
     );
 }

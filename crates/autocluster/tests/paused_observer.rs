@@ -57,8 +57,14 @@ fn heartbeat(peer: &NodeName) -> WatchBatch {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_ttl_that_ran_out_while_this_node_was_paused_waits_for_the_queued_heartbeat() {
+/// A node observing one peer, which has joined: the node, the peer's heartbeats, the node's
+/// events after the join, and the peer's name.
+async fn observing_a_peer() -> (
+    Cluster,
+    mpsc::UnboundedSender<WatchBatch>,
+    tokio::sync::broadcast::Receiver<autocluster::Event>,
+    NodeName,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let backend: Arc<dyn Discovery> = Arc::new(Heard(Mutex::new(Some(rx))));
     let me = NodeName::parse("me@h").unwrap();
@@ -73,6 +79,12 @@ async fn a_ttl_that_ran_out_while_this_node_was_paused_waits_for_the_queued_hear
     let mut view = cluster.watch();
     view.wait_for(|v| v.is_running(&peer)).await.unwrap();
     assert_eq!(changes.recv().await.unwrap().kind, EventKind::Joined);
+    (cluster, tx, changes, peer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ttl_that_ran_out_while_this_node_was_paused_waits_for_the_queued_heartbeat() {
+    let (cluster, tx, mut changes, peer) = observing_a_peer().await;
 
     // Paused for 10 s, three TTLs: the clock jumps at once. The peer kept sending; its
     // heartbeat is queued, and reaches the engine just after it runs again.
@@ -98,20 +110,7 @@ async fn a_ttl_that_ran_out_while_this_node_was_paused_waits_for_the_queued_hear
 
 #[tokio::test(start_paused = true)]
 async fn a_peer_still_silent_after_the_catch_up_expires() {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let backend: Arc<dyn Discovery> = Arc::new(Heard(Mutex::new(Some(rx))));
-    let me = NodeName::parse("me@h").unwrap();
-    let config = EngineConfig::new(Registration {
-        node: me.clone(),
-        meta: autocluster::Metadata::of(me),
-    });
-    let cluster = Cluster::with_backend(backend, config);
-    let mut changes = cluster.events();
-    let peer = NodeName::parse("peer@h").unwrap();
-    tx.send(heartbeat(&peer)).unwrap();
-    let mut view = cluster.watch();
-    view.wait_for(|v| v.is_running(&peer)).await.unwrap();
-    assert_eq!(changes.recv().await.unwrap().kind, EventKind::Joined);
+    let (cluster, _heartbeats, mut changes, peer) = observing_a_peer().await;
 
     // Paused, and the peer died meanwhile: nothing queued. It leaves after the catch-up
     // (half a second).

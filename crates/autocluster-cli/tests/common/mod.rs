@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod agent;
+pub mod embedded;
 pub mod etcd;
 pub mod events;
 pub mod flood;

@@ -64,7 +64,12 @@ pub async fn compact(etcd: &EtcdCluster) -> io::Result<()> {
     match etcd.etcdctl(&["compact", &rev]).await {
         // Nothing written since the last compaction (keep-alives do not move the revision):
         // that revision is compacted already, which is what this fault asked for.
-        Err(e) if e.to_string().contains("required revision has been compacted") => Ok(()),
+        Err(e)
+            if e.to_string()
+                .contains("required revision has been compacted") =>
+        {
+            Ok(())
+        }
         other => other.map(|_| ()),
     }
 }
