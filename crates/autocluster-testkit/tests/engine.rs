@@ -346,6 +346,8 @@ struct Progressing {
     inner: std::sync::Arc<autocluster_testkit::memory::MemoryBackend>,
     notices: bool,
     opened: std::sync::atomic::AtomicU32,
+    /// While set, keep-alives fail as unavailable (an overloaded etcd), the watch goes on.
+    keep_alives_fail: std::sync::atomic::AtomicBool,
 }
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -370,6 +372,18 @@ impl autocluster_plugin::Discovery for Progressing {
         &self,
         lease: &autocluster_plugin::Lease,
     ) -> autocluster_plugin::Result<Duration> {
+        if self.keep_alives_fail.load(Ordering::Relaxed) {
+            return Err(autocluster_plugin::Error::new(
+                autocluster_plugin::ErrorKind::Unavailable,
+                "overloaded",
+            ));
+        }
+        if self.keep_alives_fail.load(Ordering::Relaxed) {
+            return Err(autocluster_plugin::Error::new(
+                autocluster_plugin::ErrorKind::Unavailable,
+                "overloaded",
+            ));
+        }
         self.inner.keep_alive(lease).await
     }
     async fn deregister(
@@ -417,6 +431,7 @@ async fn a_watch_that_goes_quiet_is_not_live_and_is_reopened() {
         inner: t.server.backend(TTL),
         notices: false,
         opened: Default::default(),
+        keep_alives_fail: Default::default(),
     });
     let a = Node::start_with(quiet.clone(), t.engine_config(&an));
     a.wait_for_running(&["a@127.0.0.1"], PATIENCE).await;
@@ -446,6 +461,7 @@ async fn a_watch_that_goes_quiet_is_not_live_and_is_reopened() {
             inner: t.server.backend(TTL),
             notices: true,
             opened: Default::default(),
+            keep_alives_fail: Default::default(),
         }),
         t.engine_config(&name("b@127.0.0.1")),
     );
@@ -454,4 +470,37 @@ async fn a_watch_that_goes_quiet_is_not_live_and_is_reopened() {
     assert_eq!(b.cluster.stats().watch_silences(), 0);
     assert!(!b.cluster.view().stale);
     b.leave().await;
+}
+
+/// Keep-alives that fail for a while (an overloaded etcd) and then succeed again do not
+/// reopen a watch that kept talking meanwhile: a new watch would make etcd replay history to
+/// it, for every node whose keep-alive failed under the load.
+#[tokio::test(start_paused = true)]
+async fn a_watch_heard_from_while_keep_alives_failed_is_kept() {
+    let t = mem();
+    let backend = std::sync::Arc::new(Progressing {
+        inner: t.server.backend(TTL),
+        notices: true,
+        opened: Default::default(),
+        keep_alives_fail: Default::default(),
+    });
+    let a = Node::start_with(backend.clone(), t.engine_config(&name("a@127.0.0.1")));
+    a.wait_fresh(PATIENCE).await;
+    assert_eq!(backend.inner.calls("watch"), 1);
+    let mut health = a.cluster.watch_health();
+    backend.keep_alives_fail.store(true, Ordering::Relaxed);
+    tokio::time::timeout(PATIENCE, health.wait_for(|h| h.consecutive_failures >= 2))
+        .await
+        .expect("keep-alives fail")
+        .unwrap();
+    backend.keep_alives_fail.store(false, Ordering::Relaxed);
+    tokio::time::timeout(PATIENCE, health.wait_for(|h| h.consecutive_failures == 0))
+        .await
+        .expect("keep-alives succeed again")
+        .unwrap();
+    a.wait_fresh(PATIENCE).await;
+    assert!(a.cluster.stats().renewal_failures() >= 2);
+    assert_eq!(backend.inner.calls("watch"), 1, "the live watch was kept");
+    assert_eq!(a.cluster.stats().watch_silences(), 0);
+    a.leave().await;
 }

@@ -55,6 +55,10 @@ pub(crate) struct ViewTask {
     silent_at: Option<Instant>,
     /// The warning that members' expiries were put off, at most once a minute.
     postponed_log: autocluster_plugin::log::RateLimit,
+    /// When the open stream last yielded a batch (changes or a progress notice).
+    heard_at: Option<Instant>,
+    /// When the registration task's calls began to fail (`None` while they succeed).
+    registration_failing_since: Option<Instant>,
 }
 
 /// A TTL expiry this late means this node, not the member, stopped running meanwhile (a
@@ -137,6 +141,8 @@ impl ViewTask {
             observed: 0,
             silent_at: None,
             postponed_log: autocluster_plugin::log::RateLimit::new(Duration::from_secs(60)),
+            heard_at: None,
+            registration_failing_since: None,
             caps,
             shared,
         }
@@ -169,6 +175,7 @@ impl ViewTask {
     /// A stream (re)opened: the view is live again once its first batch arrives.
     fn open_stream(&mut self, stream: BoxStream<Result<WatchBatch>>) {
         self.live = false;
+        self.heard_at = None;
         self.stream = Some(stream);
         self.expect_word();
     }
@@ -242,6 +249,7 @@ impl ViewTask {
 
     fn on_batch(&mut self, batch: WatchBatch) {
         self.expect_word();
+        self.heard_at = Some(Instant::now());
         if !self.live {
             self.shared.record_success("watch");
             self.live = true;
@@ -386,9 +394,22 @@ impl ViewTask {
 
     /// The registration task's last call succeeded (`ok`) or failed.
     fn on_registration_ok(&mut self, ok: bool) {
-        if ok && self.stream.is_some() && self.caps.view == ViewMode::Push {
-            // The backend answers again: the watch may have died quietly meanwhile, so
-            // resume it from the last revision; its first batch makes the view live.
+        if !ok {
+            self.registration_failing_since
+                .get_or_insert_with(Instant::now);
+            return;
+        }
+        let failing_since = self.registration_failing_since.take();
+        // The backend answers again: the watch may have died quietly meanwhile, so resume it
+        // from the last revision (its first batch makes the view live); unless it was heard
+        // from since the calls began to fail: then it is alive, and a new watch would only
+        // make an overloaded etcd replay history to it (every keep-alive that fails under
+        // load, then succeeds, would reopen every watch).
+        let heard_since = matches!(
+            (self.heard_at, failing_since),
+            (Some(heard), Some(since)) if heard >= since
+        );
+        if self.stream.is_some() && self.caps.view == ViewMode::Push && !heard_since {
             self.open_stream(self.shared.backend.watch(self.table.revision()));
         }
     }
