@@ -208,6 +208,8 @@ async fn agents(
     let deadline = t0 + Duration::from_secs(a.timeout);
     let formed = wait_counts(&sample, t0, deadline, |c| c.members >= n as u64).await;
     let cpu = cpu_seconds(etcd_pid).unwrap_or(0.0) - cpu0;
+    // Where the machine's cores went: every agent's CPU time, from its start.
+    let agents_cpu: f64 = all.iter().filter_map(|m| cpu_seconds(m.pid())).sum();
     let counters = read_all(&sample).await;
     let failed = failed_calls(&sample).await;
     let mut rss_all: Vec<u64> = sample
@@ -217,7 +219,8 @@ async fn agents(
     rss_all.sort_unstable();
     let rss_median = rss_all.get(rss_all.len() / 2).copied().unwrap_or(0);
     let mut lines = vec![format!(
-        "agents spawned in {:.2} s; load after formation {}",
+        "agents spawned in {:.2} s; load after formation {}; CPU during formation: etcd {cpu:.1} s, \
+         the {n} agents {agents_cpu:.1} s",
         spawned.as_secs_f64(),
         load_average()
     )];

@@ -373,3 +373,80 @@ fn on_multicast_an_observer_cut_off_may_expire_others_but_not_on_etcd() {
     assert_eq!(report.checks[1], 2, "{report}");
     assert_eq!(report.checks[5], 0, "{report}");
 }
+
+/// etcd seed 7, hour run of 2026-12-03 (326-331 s): c is killed at 33 s while etcd loses its
+/// quorum, which keeps c's lease (4) alive; the new process started at 34 s is refused while
+/// that lease holds the name, and its own view shows its former life. The lease runs out at
+/// 39.5 s, over `node_ttl` + 2 s after the restart (every observer, c too, sees 4 leave), and
+/// c registers its new life (5).
+fn former_life_outlives_the_restart(late_leave_of_the_new_life: bool) -> Vec<Entry> {
+    let mut h: Vec<Entry> = clean().into_iter().filter(|e| e.t_ms < 33_000).collect();
+    let with5 = [(A, "1"), (B, "2"), (C, "5")];
+    h.push(fault(33_000, "kill_agent", C));
+    h.push(state(33_001, &[C], &[]));
+    h.push(ready(33_100, C, false));
+    h.push(at(
+        33_500,
+        Record::Fault {
+            fault: "lose_quorum".into(),
+            scope: "etcd".into(),
+            target: Some("a,c".into()),
+        },
+    ));
+    h.push(heal(34_000, "restart_agent", Some(C)));
+    h.push(state(34_001, &[], &[]));
+    h.push(at(34_100, Record::Subscribed { observer: C.into() }));
+    for (n, i) in ALL_NEW {
+        h.push(event(34_150, C, "joined", n, i));
+    }
+    h.push(view(34_200, C, &ALL_NEW));
+    h.push(at(
+        38_000,
+        Record::Heal {
+            what: "restart_members".into(),
+            scope: "etcd".into(),
+            target: Some("a,c".into()),
+        },
+    ));
+    for o in [A, B, C] {
+        h.push(event(39_500, o, "left", C, "4"));
+        h.push(event(39_800, o, "joined", C, "5"));
+        h.push(view(39_900, o, &with5));
+    }
+    h.push(ready(39_950, C, true));
+    h.push(heal(40_000, "all", None));
+    h.push(state(40_001, &[], &[]));
+    if late_leave_of_the_new_life {
+        h.push(event(45_000, A, "left", C, "5"));
+    }
+    h.push(at(
+        41_500,
+        Record::Truth {
+            heal_ms: 40_000,
+            members: members(&with5),
+        },
+    ));
+    h.push(at(
+        41_600,
+        Record::EtcdKeys {
+            keys: members(&with5),
+        },
+    ));
+    h.push(at(46_000, Record::End));
+    h.sort_by_key(|e| e.t_ms);
+    h
+}
+
+#[test]
+fn a_restarted_node_seeing_its_former_life_run_out_is_not_a_false_leave() {
+    let report = check(&former_life_outlives_the_restart(false));
+    assert!(report.violations.is_empty(), "{report}");
+    // Once registered, its life is 5: a leave of 5 while it is steady is false.
+    let report = check(&former_life_outlives_the_restart(true));
+    let got: Vec<(u8, &str)> = report
+        .violations
+        .iter()
+        .map(|v| (v.property, v.agent.as_str()))
+        .collect();
+    assert!(got.contains(&(2, C)), "{report}");
+}

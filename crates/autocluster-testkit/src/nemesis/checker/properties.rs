@@ -106,10 +106,8 @@ pub(crate) fn no_false_leave(
         // A leave of a former life, told late (an observer cut off or stopped while the node
         // lost its lease and registered again): the property is about the current life. The
         // former life's end was checked when it was first seen, while it was current.
-        if tl
-            .own_incarnation(node, e.t_ms)
-            .is_some_and(|own| own != incarnation)
-        {
+        let own = tl.own_incarnation(node, e.t_ms);
+        if own.is_some_and(|own| !own.is_empty() && own != incarnation) {
             continue;
         }
         let from = e.t_ms.saturating_sub(b.ttl + 2000);
@@ -119,6 +117,12 @@ pub(crate) fn no_false_leave(
             continue;
         }
         checks += 1;
+        // Between a crash (or a clean leave) and the next life's registration the node has
+        // no life to lose: whatever the observer says is true (a restarted process sees its
+        // former life's key run out, late when a lost quorum kept its lease).
+        if own == Some("") {
+            continue;
+        }
         if tl.steady(node, from, e.t_ms) {
             out.push(Violation {
                 property: 2,

@@ -17,14 +17,26 @@ pub(crate) struct Timeline {
     pub(crate) subscribed: HashMap<String, Vec<u64>>,
     pub(crate) ready: HashMap<String, Vec<(u64, bool)>>,
     /// Each agent's own incarnation over time, as it showed it itself (its own entry in its
-    /// view or its own events) or the harness's truth took it, each change once.
+    /// view or its own events, while it answered ready) or the harness's truth took it, each
+    /// change once; an empty incarnation from a crash or a clean leave until it shows its
+    /// new life (a life not yet registered has nothing to lose).
     pub(crate) own: HashMap<String, Vec<(u64, String)>>,
+}
+
+/// A process life ended (`kill_agent`, `leave_agent`): what it shows of itself afterwards is
+/// only to be believed once it answers ready again, as a new process may see its former
+/// life's key in its own view while that key's lease runs out.
+fn ends_a_life(what: &str) -> bool {
+    matches!(what, "kill_agent" | "leave_agent")
 }
 
 impl Timeline {
     pub(crate) fn build(entries: &[Entry]) -> Timeline {
         let mut tl = Timeline::default();
         let mut calm_since: Option<u64> = Some(0);
+        // Whether an agent answered ready since its last life ended (or ever): only then is
+        // its own entry in its view, or its own join, its current life.
+        let mut believed: HashMap<&str, bool> = HashMap::new();
         for e in entries {
             match &e.record {
                 Record::State { agents, etcd_calm } => {
@@ -48,12 +60,25 @@ impl Timeline {
                         _ => {}
                     }
                 }
-                Record::Fault { scope, target, .. } | Record::Heal { scope, target, .. } => {
+                Record::Fault {
+                    scope,
+                    target,
+                    fault: what,
+                }
+                | Record::Heal {
+                    scope,
+                    target,
+                    what,
+                } => {
                     if scope == "etcd" || scope == "all" {
                         tl.servers.push(e.t_ms);
                     }
                     if let (Some(t), "agent") = (target, scope.as_str()) {
                         tl.touched.entry(t.clone()).or_default().push(e.t_ms);
+                        if ends_a_life(what) {
+                            believed.insert(t, false);
+                            tl.saw_own(t, e.t_ms, "");
+                        }
                     }
                 }
                 Record::Subscribed { observer } => {
@@ -63,13 +88,19 @@ impl Timeline {
                         .push(e.t_ms);
                 }
                 Record::Ready { agent, ready } => {
+                    if *ready {
+                        believed.insert(agent, true);
+                    }
                     tl.ready
                         .entry(agent.clone())
                         .or_default()
                         .push((e.t_ms, *ready));
                 }
                 Record::View { observer, members } => {
-                    if let Some(inc) = members.get(observer) {
+                    let inc = members.get(observer);
+                    if let Some(inc) =
+                        inc.filter(|_| believed.get(observer.as_str()) != Some(&false))
+                    {
                         tl.saw_own(observer, e.t_ms, inc);
                     }
                 }
@@ -79,11 +110,15 @@ impl Timeline {
                     node,
                     incarnation,
                     ..
-                } if observer == node && event != "left" => {
+                } if observer == node
+                    && event != "left"
+                    && believed.get(node.as_str()) != Some(&false) =>
+                {
                     tl.saw_own(node, e.t_ms, incarnation);
                 }
                 Record::Truth { members, .. } => {
                     for (node, inc) in members {
+                        believed.insert(node, true);
                         tl.saw_own(node, e.t_ms, inc);
                     }
                 }
@@ -100,7 +135,8 @@ impl Timeline {
         }
     }
 
-    /// The incarnation `agent` itself had at `t`, as far as the history shows it.
+    /// The incarnation `agent` itself had at `t`, as far as the history shows it (empty: its
+    /// life ended and the next one has not shown itself yet).
     pub(crate) fn own_incarnation(&self, agent: &str, t: u64) -> Option<&str> {
         let lives = self.own.get(agent)?;
         let (_, inc) = lives.iter().rev().find(|(at, _)| *at <= t)?;
