@@ -19,7 +19,7 @@ use clap::Parser;
 
 use crate::machine::{load_average, mib, rss};
 use crate::mesh_agents::{raise_nofile, MeshAgent, Spawn};
-use crate::mesh_probe::{cpu_seconds, get, pid_with_arg, Counters};
+use crate::mesh_probe::{cpu_seconds, cpu_seconds_precise, get, pid_with_arg, Counters};
 use crate::probes::BoxError;
 
 /// How often each sampled agent is read.
@@ -209,7 +209,10 @@ async fn agents(
     let formed = wait_counts(&sample, t0, deadline, |c| c.members >= n as u64).await;
     let cpu = cpu_seconds(etcd_pid).unwrap_or(0.0) - cpu0;
     // Where the machine's cores went: every agent's CPU time, from its start.
-    let agents_cpu: f64 = all.iter().filter_map(|m| cpu_seconds(m.pid())).sum();
+    let agents_cpu: f64 = all
+        .iter()
+        .filter_map(|m| cpu_seconds_precise(m.pid()))
+        .sum();
     let counters = read_all(&sample).await;
     let failed = failed_calls(&sample).await;
     let mut rss_all: Vec<u64> = sample

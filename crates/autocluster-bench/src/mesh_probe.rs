@@ -150,6 +150,27 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / hz)
 }
 
+/// CPU time a process's threads used so far, to the nanosecond: the sum of
+/// `/proc/<pid>/task/*/schedstat` (the scheduler's own count; `/proc/<pid>/stat` gives whole
+/// ticks, which reads a light process as 0). Threads that already ended are not counted.
+pub fn cpu_seconds_precise(pid: u32) -> Option<f64> {
+    let mut ns: u64 = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        ns += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(ns as f64 / 1e9)
+}
+
 /// The pid of the process whose command line holds `needle` (the etcd the testkit started,
 /// found by its client URL).
 pub fn pid_with_arg(needle: &str) -> Option<u32> {
