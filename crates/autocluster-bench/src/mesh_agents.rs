@@ -63,6 +63,8 @@ pub struct Spawn<'a> {
     pub node_ttl: Duration,
     pub admin_base: u16,
     pub dir: &'a Path,
+    /// The agents' niceness (0: as the harness's own).
+    pub nice: i32,
 }
 
 impl Spawn<'_> {
@@ -85,7 +87,15 @@ impl Spawn<'_> {
         )?;
         let log = self.dir.join(format!("m{i:05}.log"));
         let err = std::fs::File::create(&log)?;
-        let child = Command::new(self.bin)
+        let mut cmd = if self.nice == 0 {
+            Command::new(self.bin)
+        } else {
+            // `nice` execs the agent: the child's pid is the agent's.
+            let mut c = Command::new("nice");
+            c.arg("-n").arg(self.nice.to_string()).arg(self.bin);
+            c
+        };
+        let child = cmd
             .arg("agent")
             .arg("-c")
             .arg(&conf)

@@ -115,6 +115,20 @@ impl MemoryServer {
         let _ = self.tx.send(Notice::Broken);
     }
 
+    /// Replaces the server by an empty one whose revision has overtaken the old one's,
+    /// without breaking the watches (as an etcd replaced behind a gRPC proxy might look to
+    /// its clients): data and leases gone, no deletion told, nothing for a watcher to see.
+    pub fn replace_quietly(&self) {
+        let mut s = self.lock();
+        let (next_lease, revision) = (s.next_lease, s.revision + 1000);
+        *s = State {
+            next_lease,
+            revision,
+            compacted: revision,
+            ..State::default()
+        };
+    }
+
     /// Drops the history up to now and breaks every watch, so watchers must resync.
     pub fn compact_and_break(&self) {
         let mut s = self.lock();

@@ -120,6 +120,68 @@ async fn a_revoked_lease_is_granted_again_and_the_key_rewritten() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_lease_that_runs_out_while_the_watch_runs_on_costs_no_resync() {
+    // An overloaded etcd refuses keep-alives until the lease runs out; its watch goes on and
+    // tells the key's deletion. Nothing was missed: the node registers again and keeps its
+    // one snapshot and its one watch (a resync each, for every node at once, is what turned
+    // overload into churn in the mesh of docs/benchmarks.md).
+    let t = mem();
+    let a = Node::start(&t, "a@127.0.0.1").await;
+    let b_backend = t.server.backend(TTL);
+    let bn = name("b@127.0.0.1");
+    let b = Node::start_with(b_backend.clone(), t.engine_config(&bn));
+    let both = ["a@127.0.0.1", "b@127.0.0.1"];
+    b.wait_for_running(&both, PATIENCE).await;
+    let first = b.cluster.health().incarnation;
+    t.server.revoke(&bn);
+    let mut rx = b.cluster.watch_health();
+    tokio::time::timeout(
+        PATIENCE,
+        rx.wait_for(|h| h.registered && h.incarnation != first),
+    )
+    .await
+    .expect("registered again")
+    .ok();
+    b.wait_for_running(&both, PATIENCE).await;
+    tokio::time::sleep(TTL * 4).await;
+    assert_eq!(b.cluster.stats().resyncs(), 0);
+    assert_eq!(b_backend.calls("snapshot"), 1);
+    assert_eq!(b_backend.calls("watch"), 1);
+    b.wait_for_running(&both, PATIENCE).await;
+    a.leave().await;
+    b.leave().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_lost_without_its_deletion_on_the_watch_resyncs() {
+    // The store was replaced under an open watch (no break, no deletion told, a revision
+    // that overtook ours): the lost lease is the only sign. b resyncs, and c, which died
+    // with the old store, leaves after the grace period; a registers again.
+    let t = mem();
+    let a = Node::start(&t, "a@127.0.0.1").await;
+    let b = Node::start(&t, "b@127.0.0.1").await;
+    let c = Node::start(&t, "c@127.0.0.1").await;
+    let all = ["a@127.0.0.1", "b@127.0.0.1", "c@127.0.0.1"];
+    b.wait_for_running(&all, PATIENCE).await;
+    c.crash();
+    t.server.replace_quietly();
+    b.wait_for_running(&["a@127.0.0.1", "b@127.0.0.1"], PATIENCE)
+        .await;
+    assert!(b.cluster.stats().resyncs() >= 1);
+    let left: Vec<_> = b
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == EventKind::Left && e.node.as_str() == "c@127.0.0.1")
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(left, vec![Some(LeftReason::Vanished)]);
+    a.leave().await;
+    b.leave().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_deleted_key_is_written_again_under_the_same_lease() {
     let t = mem();
     let a = Node::start(&t, "a@127.0.0.1").await;

@@ -148,7 +148,7 @@ async fn keep_alive(
             }
             _ = sleep_until(rewrites.due.unwrap_or(next)), if rewrites.due.is_some() => {
                 match rewrite(shared, &lease, own, &mut rewrites).await {
-                    Some(ended) => return ended,
+                    Some(ended) => return note_lost(shared, &lease, last_renewal, ended),
                     None => continue,
                 }
             }
@@ -164,9 +164,18 @@ async fn keep_alive(
                 next = last_renewal + every;
             }
             Renewed::Retry(at) => next = at,
-            Renewed::Ended(ended) => return ended,
+            Renewed::Ended(ended) => return note_lost(shared, &lease, last_renewal, ended),
         }
     }
+}
+
+/// Leaves word of a lost lease, and when it was last renewed, for the view task.
+fn note_lost(shared: &Shared, lease: &Lease, last_renewal: Instant, ended: Ended) -> Ended {
+    if matches!(ended, Ended::Lost) {
+        *shared.lost_lease.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((lease.id, last_renewal));
+    }
+    ended
 }
 
 /// How one keep-alive went.
@@ -231,7 +240,17 @@ async fn renew(
                     last_renewal.elapsed()
                 );
             }
-            Renewed::Retry(Instant::now() + backoff.next_delay().min(every))
+            // Retried while the lease has time left, often enough that several tries fit in
+            // what is left: an etcd whose apply loop lags refuses keep-alives for a while
+            // ("waiting for the applied index took too long", after a second's wait), and
+            // the lease lives if one of them comes through before the TTL is gone.
+            // Once the TTL is gone, the backoff alone paces them.
+            let left = lease.ttl.saturating_sub(last_renewal.elapsed());
+            let mut delay = backoff.next_delay().min(every);
+            if !left.is_zero() {
+                delay = delay.min((left / 4).max(shared.config.backoff_min));
+            }
+            Renewed::Retry(Instant::now() + delay)
         }
     }
 }

@@ -12,6 +12,10 @@ use tokio_util::sync::CancellationToken;
 use super::{EngineConfig, Stats};
 use crate::view::{Event, Health, View};
 
+/// How many times in a row a call's bound is doubled after timeouts: up to 4 ×
+/// `call_timeout`.
+const MAX_STRETCH: u32 = 2;
+
 /// Events the view task's buffer keeps room for between batches.
 const EVENT_BUFFER_KEPT: usize = 256;
 
@@ -29,6 +33,12 @@ pub(crate) struct Shared {
     pub lease: watch::Sender<Option<Lease>>,
     /// Whether the registration task's last call succeeded.
     pub registration_ok: watch::Sender<bool>,
+    /// Operations whose last calls timed out, and how many times in a row (see
+    /// [`Shared::call`]).
+    slow_calls: Mutex<Vec<(&'static str, u32)>>,
+    /// The last lease the registration task lost, and when it was last renewed (or
+    /// registered): the view task asks whether its watch ran without a break since then.
+    pub lost_lease: Mutex<Option<(u64, tokio::time::Instant)>>,
     /// What this node registers now: `config.registration` at start, then every update
     /// ([`Shared::update_registration`]); the registration task writes each one.
     pub own: watch::Sender<Registration>,
@@ -72,6 +82,8 @@ impl Shared {
             health: watch::channel(health).0,
             lease: watch::channel(None).0,
             registration_ok: watch::channel(true).0,
+            lost_lease: Mutex::new(None),
+            slow_calls: Mutex::new(Vec::new()),
             own: watch::channel(config.registration.clone()).0,
             updating: Mutex::new(()),
             deregister_failed: Mutex::new(None),
@@ -164,13 +176,31 @@ impl Shared {
     }
 
     /// One bounded backend call, with its outcome recorded in health and stats.
+    ///
+    /// The bound is `call_timeout`, doubled for each time this operation timed out in a row
+    /// (at most [`MAX_STRETCH`] times): a server that is slow, not gone, gets the time it
+    /// needs instead of the same request again, which it would serve twice (a cancelled
+    /// read or write is still done by the server). Any other outcome resets it.
     pub async fn call<T>(
         &self,
         operation: &'static str,
         fut: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        self.call_within(operation, self.config.call_timeout, fut)
-            .await
+        let stretch = {
+            let slow = lock(&self.slow_calls);
+            slow.iter()
+                .find(|(op, _)| *op == operation)
+                .map_or(0, |(_, n)| *n)
+        };
+        let bound = self.config.call_timeout * (1u32 << stretch.min(MAX_STRETCH));
+        let result = self.call_within(operation, bound, fut).await;
+        let timed_out = matches!(&result, Err(e) if e.kind() == ErrorKind::Timeout);
+        let mut slow = lock(&self.slow_calls);
+        slow.retain(|(op, _)| *op != operation);
+        if timed_out {
+            slow.push((operation, stretch.saturating_add(1)));
+        }
+        result
     }
 
     /// [`Shared::call`] bounded by `bound` rather than `call_timeout` (a keep-alive may wait
@@ -281,6 +311,6 @@ impl Shared {
     }
 }
 
-fn lock(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

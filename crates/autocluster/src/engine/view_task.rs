@@ -14,7 +14,7 @@ use autocluster_plugin::{
     BoxStream, Capabilities, Change, Error, ErrorKind, Incarnation, Member, Metadata, NodeName,
     Registrations, Result, Revision, Snapshot, ViewMode, WatchBatch,
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
@@ -30,6 +30,9 @@ enum Ask {
     Snapshot,
     Watch,
     Observe,
+    /// A lost lease that the watch has not yet confirmed (see [`ViewTask::on_lease`]):
+    /// resync when its time comes.
+    Resync,
 }
 
 pub(crate) struct ViewTask {
@@ -59,6 +62,11 @@ pub(crate) struct ViewTask {
     heard_at: Option<Instant>,
     /// When the registration task's calls began to fail (`None` while they succeed).
     registration_failing_since: Option<Instant>,
+    /// When the stream last told that this node's own key was deleted.
+    own_deleted_at: Option<Instant>,
+    /// A lost lease, last renewed at this instant, whose end the stream has yet to show (the
+    /// deletion of this node's key, after that instant): resync if it does not in time.
+    loss_unconfirmed: Option<Instant>,
 }
 
 /// A TTL expiry this late means this node, not the member, stopped running meanwhile (a
@@ -69,6 +77,9 @@ const PAUSED_AFTER: Duration = Duration::from_millis(50);
 /// heartbeats that came meanwhile wait in the socket, and the receiving task reads them as
 /// soon as the process runs again.
 const CATCH_UP: Duration = Duration::from_millis(500);
+
+/// How many stream items that are ready at once are applied before the view is published.
+const DRAIN_AT_ONCE: usize = 256;
 
 /// How many progress notices in a row may be missed before a watch counts as silent.
 const SILENT_AFTER_NOTICES: u32 = 3;
@@ -90,11 +101,18 @@ pub(crate) async fn run(shared: Arc<Shared>, mut probes: mpsc::Receiver<super::p
                     return;
                 }
             }
-            item = next_batch(&mut task.stream), if task.stream.is_some() => match item {
-                Some(Ok(batch)) => task.on_batch(batch),
-                Some(Err(e)) => task.on_watch_error(e),
-                None => task.on_watch_end(),
-            },
+            item = next_batch(&mut task.stream), if task.stream.is_some() => {
+                task.on_item(item);
+                // What else the stream holds already is applied before the view is
+                // published: one copy of the view and one wake-up of its readers per burst,
+                // not per change (a formation of N nodes is N changes for every node).
+                for _ in 1..DRAIN_AT_ONCE {
+                    let Some(item) = task.stream.as_mut().and_then(|s| s.next().now_or_never()) else {
+                        break;
+                    };
+                    task.on_item(item);
+                }
+            }
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                 task.on_deadline();
             }
@@ -122,6 +140,14 @@ pub(crate) async fn run(shared: Arc<Shared>, mut probes: mpsc::Receiver<super::p
 }
 
 impl ViewTask {
+    fn on_item(&mut self, item: Option<Result<WatchBatch>>) {
+        match item {
+            Some(Ok(batch)) => self.on_batch(batch),
+            Some(Err(e)) => self.on_watch_error(e),
+            None => self.on_watch_end(),
+        }
+    }
+
     fn new(shared: Arc<Shared>) -> Self {
         let caps = shared.backend.capabilities();
         let probing = caps.candidates_only && shared.config.prober.is_some();
@@ -143,6 +169,8 @@ impl ViewTask {
             postponed_log: autocluster_plugin::log::RateLimit::new(Duration::from_secs(60)),
             heard_at: None,
             registration_failing_since: None,
+            own_deleted_at: None,
+            loss_unconfirmed: None,
             caps,
             shared,
         }
@@ -156,6 +184,14 @@ impl ViewTask {
         match ask {
             Ask::Watch => self.open_stream(self.shared.backend.watch(self.table.revision())),
             Ask::Observe => self.open_stream(self.shared.backend.observe()),
+            Ask::Resync => {
+                self.loss_unconfirmed = None;
+                tracing::warn!(
+                    "this node's lease was lost and the watch did not show its key deleted; \
+                     resyncing the view from a snapshot"
+                );
+                self.resync();
+            }
             Ask::Snapshot => {
                 let shared = self.shared.clone();
                 let result = tokio::select! {
@@ -203,6 +239,11 @@ impl ViewTask {
             .stats
             .watch_silences
             .fetch_add(1, Ordering::Relaxed);
+        if self.loss_unconfirmed.is_some() {
+            // The stream that was to confirm a lost lease went silent.
+            self.resync();
+            return;
+        }
         self.stream = None;
         self.live = false;
         self.silent_at = None;
@@ -273,10 +314,25 @@ impl ViewTask {
         let me = self.shared.config.registration.node.clone();
         for change in batch.changes {
             if matches!(&change, Change::Delete { node, .. } if *node == me) {
+                self.own_deleted_at = Some(now);
                 self.own_key_missing();
             }
             self.table.apply(change, revision, now, &mut self.events);
         }
+        if self.loss_confirmed() {
+            self.loss_unconfirmed = None;
+            if matches!(self.next, Some((_, Ask::Resync))) {
+                self.next = None;
+            }
+        }
+    }
+
+    /// The lost lease's end came through the watch: its key deleted after its last renewal.
+    fn loss_confirmed(&self) -> bool {
+        matches!(
+            (self.loss_unconfirmed, self.own_deleted_at),
+            (Some(renewed), Some(deleted)) if deleted >= renewed
+        )
     }
 
     fn on_watch_error(&mut self, e: Error) {
@@ -325,6 +381,11 @@ impl ViewTask {
     }
 
     fn reopen_later(&mut self) {
+        if self.loss_unconfirmed.take().is_some() {
+            // The stream that was to confirm a lost lease broke first.
+            self.resync();
+            return;
+        }
         let ask = match self.caps.view {
             ViewMode::Observe => Ask::Observe,
             ViewMode::Push | ViewMode::Poll { .. } => Ask::Watch,
@@ -334,6 +395,7 @@ impl ViewTask {
 
     /// Reads a fresh snapshot now; the stream, if any, is dropped.
     fn resync(&mut self) {
+        self.loss_unconfirmed = None;
         self.shared.stats.resyncs.fetch_add(1, Ordering::Relaxed);
         self.stream = None;
         self.live = false;
@@ -374,20 +436,61 @@ impl ViewTask {
 
     /// This node's lease changed: registered, lost, or registered anew.
     fn on_lease(&mut self, lease: Option<u64>) {
-        // A lost lease: the watch cannot be trusted to resume. A replaced etcd whose revision
-        // has overtaken ours accepts the watch without a sign of the gap, and peers' new
-        // incarnations (and later deletes of them) would be missed for good. Read a fresh
-        // snapshot; whoever is missing from it gets the grace period.
-        let lost = self.last_lease.is_some() && lease != self.last_lease;
+        // A lost lease: the watch may not be trusted to resume. A replaced etcd whose
+        // revision has overtaken ours accepts the watch without a sign of the gap, and
+        // peers' new incarnations (and later deletes of them) would be missed for good. Read
+        // a fresh snapshot; whoever is missing from it gets the grace period.
+        //
+        // Unless the watch, open now, shows the lease's end: this node's key deleted after
+        // the lease's last renewal (at once, or within a few progress periods if it lags).
+        // Only the store that held the lease can tell that deletion: it was not replaced,
+        // the lease ran out on a live etcd (an overloaded one refuses keep-alives while its
+        // apply loop lags), and the watch has missed nothing. A resync there is a read of every key and a watch etcd must
+        // replay history to, for every node that lost its lease at once: overload made
+        // worse (docs/benchmarks.md, the mesh).
+        let lost = self.last_lease.filter(|_| lease != self.last_lease);
         self.last_lease = lease;
-        if lost
-            && self.table.view().synced
-            && self.caps.registration == Registrations::ServerLease
-            && self.caps.view == ViewMode::Push
-            && !self.shared.cancel.is_cancelled()
-        {
-            tracing::warn!("this node's lease was lost; resyncing the view from a snapshot");
-            self.resync();
+        if let Some(lost) = lost.filter(|_| {
+            self.table.view().synced
+                && self.caps.registration == Registrations::ServerLease
+                && self.caps.view == ViewMode::Push
+                && !self.shared.cancel.is_cancelled()
+        }) {
+            let renewed = *self
+                .shared
+                .lost_lease
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let renewed = renewed.and_then(|(id, at)| (id == lost).then_some(at));
+            match renewed {
+                Some(renewed) if self.stream.is_some() => {
+                    self.loss_unconfirmed = Some(renewed);
+                    if self.loss_confirmed() {
+                        self.loss_unconfirmed = None;
+                        tracing::info!(
+                            "this node's lease was lost; the watch ran without a break and \
+                             showed it, so the view is kept as it is"
+                        );
+                    } else if self.next.is_none() {
+                        // The deletion may still be on its way (a lagging watch).
+                        let within = self.caps.progress_every.unwrap_or(self.caps.ttl)
+                            * SILENT_AFTER_NOTICES;
+                        self.next = Some((Instant::now() + within, Ask::Resync));
+                    } else {
+                        self.loss_unconfirmed = None;
+                        tracing::warn!(
+                            "this node's lease was lost; resyncing the view from a snapshot"
+                        );
+                        self.resync();
+                    }
+                }
+                _ => {
+                    tracing::warn!(
+                        "this node's lease was lost; resyncing the view from a snapshot"
+                    );
+                    self.resync();
+                }
+            }
         }
         self.put_self_if_heartbeat();
     }
@@ -410,6 +513,11 @@ impl ViewTask {
             (Some(heard), Some(since)) if heard >= since
         );
         if self.stream.is_some() && self.caps.view == ViewMode::Push && !heard_since {
+            if self.loss_unconfirmed.is_some() {
+                // A new stream could not confirm a lost lease.
+                self.resync();
+                return;
+            }
             self.open_stream(self.shared.backend.watch(self.table.revision()));
         }
     }

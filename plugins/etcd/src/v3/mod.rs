@@ -52,6 +52,8 @@ struct Shared {
     garbage: Garbage,
     /// The log of other processes' attempts at this node's name.
     attempts: Attempts,
+    /// The watch opened for the last snapshot, until the engine asks for it.
+    prepared: std::sync::Mutex<Option<watch::Prepared>>,
 }
 
 impl EtcdBackend {
@@ -64,6 +66,7 @@ impl EtcdBackend {
                 layout,
                 garbage: Garbage::default(),
                 attempts: Attempts::default(),
+                prepared: std::sync::Mutex::new(None),
             }),
             keeper: Mutex::new(None),
             unanswered: Default::default(),
@@ -157,7 +160,7 @@ impl Discovery for EtcdBackend {
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {
-        self.shared.snapshot().await
+        self.shared.snapshot_with_watch(self.me().cloned()).await
     }
 
     fn watch(&self, after: Revision) -> BoxStream<Result<WatchBatch>> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use autocluster_plugin::log::Escaped;
 use autocluster_plugin::{
-    BoxStream, Change, Error, ErrorKind, NodeName, Result, Revision, WatchBatch,
+    BoxStream, Change, Error, ErrorKind, NodeName, Result, Revision, Snapshot, WatchBatch,
 };
 use etcd_client::{
     EventType, WatchOptions, WatchRequestSender, WatchResponse, WatchResponseStream,
@@ -38,9 +38,12 @@ pub(super) fn watch(
             let mut open = match state {
                 WatchState::Done => return None,
                 WatchState::Open(open) => open,
-                WatchState::Start => match shared.open_watch(me, after).await {
-                    Ok(open) => Box::new(open),
-                    Err(e) => return Some((Err(e), WatchState::Done)),
+                WatchState::Start => match shared.take_prepared(&me, after) {
+                    Some(open) => open,
+                    None => match shared.open_watch(me, Some(after)).await {
+                        Ok(open) => Box::new(open),
+                        Err(e) => return Some((Err(e), WatchState::Done)),
+                    },
                 },
             };
             match open.next(&shared).await {
@@ -59,7 +62,24 @@ enum WatchState {
     Done,
 }
 
+/// A watch opened from etcd's revision of the moment, before a snapshot was read, for the
+/// watch that resumes after that snapshot.
+///
+/// etcd counts a watcher that starts in the past as unsynced and catches it up from its
+/// history, under the lock its writes need to notify watchers: a thousand nodes that start
+/// at once, each reading the prefix and then watching from the revision it read, are a
+/// thousand such catch-ups while their registrations are written, and etcd's apply falls
+/// behind (it then refuses keep-alives: "waiting for the applied index took too long").
+/// A watcher that starts now is synced from its first moment. Opened before the read, it
+/// misses nothing; what it brings up to the snapshot's revision is dropped.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    me: Option<NodeName>,
+    open: Box<Open>,
+}
+
 /// An open watch stream.
+#[derive(Debug)]
 struct Open {
     /// The endpoint the stream is on.
     endpoint: usize,
@@ -76,6 +96,8 @@ struct Open {
     /// The changes of a revision whose fragments are still coming.
     fragments: Vec<Change>,
     progress: Progress,
+    /// Events up to this revision are dropped (a prepared watch: the snapshot has them).
+    skip_through: i64,
 }
 
 impl Shared {
@@ -96,17 +118,21 @@ impl Shared {
         e
     }
 
-    async fn open_watch(&self, me: Option<NodeName>, after: Revision) -> Result<Open> {
-        let start = after.0.saturating_add(1).min(i64::MAX as u64) as i64;
+    /// The watch from `after` on, or (`None`) from etcd's revision when it is created.
+    async fn open_watch(&self, me: Option<NodeName>, after: Option<Revision>) -> Result<Open> {
+        let start = after.map(|a| a.0.saturating_add(1).min(i64::MAX as u64) as i64);
+        let after = after.unwrap_or(Revision(0));
         let prefix = self.layout.nodes_prefix();
         let (endpoint, stream) = self
             .core
             .open("watch", |c| {
-                let opts = WatchOptions::new()
+                let mut opts = WatchOptions::new()
                     .with_prefix()
-                    .with_start_revision(start)
                     .with_progress_notify()
                     .with_fragment();
+                if let Some(start) = start {
+                    opts = opts.with_start_revision(start);
+                }
                 let mut w = c.watch_client().max_decoding_message_size(MAX_MESSAGE);
                 async move { w.watch(prefix, Some(opts)).await }
             })
@@ -134,11 +160,88 @@ impl Shared {
             clash_id: None,
             fragments: Vec::new(),
             progress: Progress::new(Instant::now(), t.progress_every, t.stall_after),
+            skip_through: 0,
         })
+    }
+
+    /// Reads the nodes prefix, having first opened the watch that is to resume after it
+    /// (see [`Prepared`]); kept for the engine's next `watch` from the snapshot's revision.
+    /// Without it (the watch could not be opened) the snapshot is read all the same.
+    pub(super) async fn snapshot_with_watch(&self, me: Option<NodeName>) -> Result<Snapshot> {
+        drop(self.take_any_prepared());
+        let open = match self.open_watch(me.clone(), None).await {
+            Ok(mut open) => match open.until_created(self).await {
+                Ok(()) => Some(open),
+                Err(e) => {
+                    tracing::debug!(
+                        backend = NAME,
+                        "the watch opened before the snapshot failed: {e}"
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::debug!(
+                    backend = NAME,
+                    "cannot open the watch before the snapshot: {e}"
+                );
+                None
+            }
+        };
+        let snapshot = self.snapshot().await?;
+        if let Some(mut open) = open {
+            let at = snapshot.revision;
+            open.after = at;
+            open.last = at;
+            open.skip_through = at.0.min(i64::MAX as u64) as i64;
+            // Its progress is judged from when it is handed over: the first answer to a
+            // progress request says it is established (a stream that broke meanwhile says
+            // so instead).
+            let t = self.core.cfg().timeouts();
+            open.progress = Progress::new(Instant::now(), t.progress_every, t.stall_after);
+            *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(Prepared {
+                me,
+                open: Box::new(open),
+            });
+        }
+        Ok(snapshot)
+    }
+
+    fn take_any_prepared(&self) -> Option<Prepared> {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// The prepared watch, if it was opened for `me` and resumes after `after`.
+    fn take_prepared(&self, me: &Option<NodeName>, after: Revision) -> Option<Box<Open>> {
+        let p = self.take_any_prepared()?;
+        (p.me == *me && p.open.after == after).then_some(p.open)
     }
 }
 
 impl Open {
+    /// Waits until etcd created the nodes watcher (the stream's first answer): from then on
+    /// every change after the answer's revision comes on this stream.
+    async fn until_created(&mut self, shared: &Shared) -> Result<()> {
+        while self.nodes_id.is_none() {
+            let resp = match self.responses.message().await {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    return Err(Error::new(ErrorKind::Unavailable, "the watch stream ended")
+                        .with_backend(NAME)
+                        .with_operation("watch"))
+                }
+                Err(e) => return Err(shared.stream_error(e, self.endpoint)),
+            };
+            if let Some(Err(e)) = self.on_response(shared, resp) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// The next batch (or progress notice); `None` when the stream ended.
     async fn next(&mut self, shared: &Shared) -> Option<Result<WatchBatch>> {
         loop {
@@ -251,7 +354,7 @@ impl Open {
     }
 
     fn on_events(&mut self, shared: &Shared, resp: &WatchResponse) -> Option<Result<WatchBatch>> {
-        shared.changes(resp, &mut self.fragments);
+        shared.changes(resp, self.skip_through, &mut self.fragments);
         let revision = resp
             .events()
             .iter()
@@ -294,10 +397,14 @@ fn cancelled(reason: &str) -> Error {
 }
 
 impl Shared {
-    /// The changes of a response's events, appended to `changes`.
-    fn changes(&self, resp: &WatchResponse, changes: &mut Vec<Change>) {
+    /// The changes of a response's events after revision `skip_through`, appended to
+    /// `changes`.
+    fn changes(&self, resp: &WatchResponse, skip_through: i64, changes: &mut Vec<Change>) {
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
+            if kv.mod_revision() <= skip_through {
+                continue;
+            }
             // `Event::event_type` panics on a type it does not know: read the raw one.
             match EventType::try_from(ev.0.r#type) {
                 Ok(EventType::Put) => match self.layout.member(
