@@ -221,6 +221,16 @@ async fn agents(
         .sum();
     let counters = read_all(&sample).await;
     let failed = failed_calls(&sample).await;
+    // And every agent's, once formation is over (read then, they load no one).
+    let everyone: Vec<&MeshAgent> = all.iter().collect();
+    let mut counters_all = None;
+    for chunk in everyone.chunks(100) {
+        if let Some((c, read)) = read_all(chunk).await {
+            let (sum, total) = counters_all.get_or_insert((Counters::default(), 0));
+            sum.add(&c);
+            *total += read;
+        }
+    }
     let mut rss_all: Vec<u64> = sample
         .iter()
         .filter_map(|m| rss(&m.pid().to_string()))
@@ -261,6 +271,7 @@ async fn agents(
         mib(rss_median),
     ));
     lines.push(counts_line(k, &counters));
+    lines.push(counts_all_line(n, &counters_all));
     lines.push(failed);
     if !exited.is_empty() {
         lines.push(format!(
@@ -310,6 +321,22 @@ fn counts_line(k: usize, c: &Option<(Counters, usize)>) -> String {
             c.members
         ),
         None => "counters: no sampled agent answered /metrics".into(),
+    }
+}
+
+fn counts_all_line(n: usize, c: &Option<(Counters, usize)>) -> String {
+    match c {
+        Some((c, read)) => format!(
+            "at the end of formation, over {read} of all {n} agents: lease losses {}, \
+             re-registrations {}, resyncs {}, timed-out calls {}, keep-alives failed {} / ok {}",
+            c.lease_lost,
+            c.registrations.saturating_sub(*read as u64),
+            c.resyncs,
+            c.timeouts,
+            c.renewal_failures,
+            c.renewals,
+        ),
+        None => "counters of all agents: none answered /metrics".into(),
     }
 }
 

@@ -112,6 +112,10 @@ pub fn etcd_config(endpoint: &str, node_ttl: Duration) -> Result<EtcdConfig, Box
         format!("{}s", node_ttl.as_secs()),
         Origin::Program,
     );
+    // These figures are how fast each change reaches a watcher, every change as it is
+    // written: what a cluster below `watch_coalesce_members` gets. At these sizes the default
+    // reads bursts in batches (up to `watch_coalesce` later, by design; the mesh measures it).
+    s.set("watch_coalesce", "0s", Origin::Program);
     Ok(EtcdConfig::from_section(&s)?)
 }
 

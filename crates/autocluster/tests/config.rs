@@ -321,7 +321,7 @@ fn each_bad_input_is_refused_with_its_located_message() {
     );
     assert_eq!(
         refused("node.name = n@h\ncluster.etcd.foo = x\n"),
-        "node.conf:2: unknown key cluster.etcd.foo; the cluster.etcd keys are server, prefix, node_ttl, api, username, password, lock_timeout"
+        "node.conf:2: unknown key cluster.etcd.foo; the cluster.etcd keys are server, prefix, node_ttl, api, username, password, lock_timeout, watch_coalesce, watch_coalesce_members"
     );
     assert_eq!(
         refused("cluster.discovery = k8s\nnode.name = n@h\n"),

@@ -21,6 +21,8 @@ pub const KEYS: &[&str] = &[
     "username",
     "password",
     "lock_timeout",
+    "watch_coalesce",
+    "watch_coalesce_members",
 ];
 
 /// The defaults of the keys that have one.
@@ -29,7 +31,13 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("node_ttl", "1m"),
     ("api", "v3"),
     ("lock_timeout", "30s"),
+    ("watch_coalesce", "1s"),
+    ("watch_coalesce_members", "200"),
 ];
+
+/// The longest `watch_coalesce`: a pause of the watch is bounded by its progress period
+/// (at most 5 s) anyway.
+pub const MAX_WATCH_COALESCE: Duration = Duration::from_secs(5);
 
 fn default_of(key: &str) -> &'static str {
     DEFAULTS
@@ -88,6 +96,11 @@ pub struct EtcdConfig {
     pub password: Option<String>,
     /// How long `lock` waits when the caller gives no bound.
     pub lock_timeout: Duration,
+    /// Changes that come closer together than this are read in batches (zero: each as it
+    /// comes); see `cluster.etcd.watch_coalesce` in docs/backends/etcd.md.
+    pub watch_coalesce: Duration,
+    /// Bursts are read in batches only while the prefix holds at least this many nodes.
+    pub watch_coalesce_members: u64,
     /// `cluster.call_timeout`, the engine's bound on every call (not a `cluster.etcd` key:
     /// [`crate::build`] takes it from the context): the transport's timeouts follow it, see
     /// [`Timeouts`].
@@ -105,6 +118,8 @@ impl fmt::Debug for EtcdConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "******"))
             .field("lock_timeout", &self.lock_timeout)
+            .field("watch_coalesce", &self.watch_coalesce)
+            .field("watch_coalesce_members", &self.watch_coalesce_members)
             .field("call_timeout", &self.call_timeout)
             .finish()
     }
@@ -190,6 +205,26 @@ impl EtcdConfig {
             .duration("lock_timeout")?
             .unwrap_or(Duration::from_secs(30));
 
+        let watch_coalesce = s
+            .duration("watch_coalesce")?
+            .unwrap_or(Duration::from_secs(1));
+        if watch_coalesce > MAX_WATCH_COALESCE {
+            return Err(s.error(
+                "watch_coalesce",
+                "expected a duration from 0s (every change as it comes) to 5s, such as 1s",
+            ));
+        }
+
+        let watch_coalesce_members = match s.str("watch_coalesce_members") {
+            None => 200,
+            Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                s.error(
+                    "watch_coalesce_members",
+                    "expected a whole number of nodes such as 200 (0: whatever the size)",
+                )
+            })?,
+        };
+
         Ok(EtcdConfig {
             servers,
             prefix,
@@ -199,6 +234,8 @@ impl EtcdConfig {
             username,
             password,
             lock_timeout,
+            watch_coalesce,
+            watch_coalesce_members,
             call_timeout: BackendContext::DEFAULT_CALL_TIMEOUT,
         })
     }

@@ -210,6 +210,18 @@ pub(super) static KEYS: &[KeySpec] = &[
         Value("30s"),
         "Longest wait for the cluster lock",
     ),
+    spec(
+        "cluster.etcd.watch_coalesce",
+        Kind::Duration,
+        Value("1s"),
+        "Changes closer together than this are read in batches from etcd's history (0s: each as it comes)",
+    ),
+    spec(
+        "cluster.etcd.watch_coalesce_members",
+        Kind::Int { min: 0, max: 1_000_000 },
+        Value("200"),
+        "Bursts are read in batches only while the cluster has at least this many nodes",
+    ),
     // ---- static
     spec(
         "cluster.static.seeds",

@@ -194,12 +194,15 @@ impl ViewTask {
             }
             Ask::Snapshot => {
                 let shared = self.shared.clone();
+                // A snapshot asked for before this node's registration was written may be
+                // read before it, too: its key missing from it is no deletion.
+                let registered = shared.lease.borrow().is_some();
                 let result = tokio::select! {
                     r = shared.call("snapshot", shared.backend.snapshot()) => r,
                     _ = shared.cancel.cancelled() => return false,
                 };
                 match result {
-                    Ok(snapshot) => self.on_snapshot(snapshot),
+                    Ok(snapshot) => self.on_snapshot(snapshot, registered),
                     Err(e) if !e.is_retryable() => self.refused(e),
                     Err(_) => self.on_snapshot_error(),
                 }
@@ -250,7 +253,9 @@ impl ViewTask {
         self.next = Some((Instant::now(), Ask::Watch));
     }
 
-    fn on_snapshot(&mut self, mut snapshot: Snapshot) {
+    /// A snapshot, asked for when this node's registration was (`registered`) or was not yet
+    /// written.
+    fn on_snapshot(&mut self, mut snapshot: Snapshot, registered: bool) {
         self.backoff.reset();
         if let Some(me) = self.self_if_heartbeat() {
             if !snapshot.members.iter().any(|m| m.node == me.node) {
@@ -264,7 +269,7 @@ impl ViewTask {
         let grace = self.table.view().synced.then_some(self.grace);
         self.table
             .apply_snapshot(snapshot, grace, Instant::now(), &mut self.events);
-        if !self_listed {
+        if !self_listed && registered {
             self.own_key_missing();
         }
         self.put_self_if_heartbeat();

@@ -6,6 +6,7 @@
 //! `snapshot` reads the prefix in pages, `watch` follows it and `progress` tells whether the
 //! watch keeps up; the lock is here.
 
+mod coalesce;
 mod core;
 mod keeper;
 mod progress;
@@ -54,6 +55,10 @@ struct Shared {
     attempts: Attempts,
     /// The watch opened for the last snapshot, until the engine asks for it.
     prepared: std::sync::Mutex<Option<watch::Prepared>>,
+    /// About how many nodes the prefix holds: the last snapshot's, plus keys created and
+    /// minus keys deleted on the watch since (for [`coalesce`]: only a large cluster pays
+    /// for batches with latency).
+    nodes: std::sync::atomic::AtomicU64,
 }
 
 impl EtcdBackend {
@@ -67,6 +72,7 @@ impl EtcdBackend {
                 garbage: Garbage::default(),
                 attempts: Attempts::default(),
                 prepared: std::sync::Mutex::new(None),
+                nodes: Default::default(),
             }),
             keeper: Mutex::new(None),
             unanswered: Default::default(),

@@ -73,6 +73,11 @@ impl Progress {
         }
     }
 
+    /// The same watch, judged afresh from `now` (a watcher reopened after a pause).
+    pub(super) fn restart(&mut self, now: Instant) {
+        *self = Progress::new(now, self.every, self.stall_after);
+    }
+
     /// When the next tick is due.
     pub(super) fn next_tick(&self) -> Instant {
         self.next

@@ -7,8 +7,10 @@
 //! carry every deleted value. Large revisions come in fragments, read whole before they are
 //! passed on. Progress requests tell a watch that falls behind etcd (see [`Progress`]);
 //! the same stream carries a second watcher, on this node's clash marker (see
-//! [`crate::clash`]).
+//! [`crate::clash`]). Bursts of changes are read in batches from etcd's history (see
+//! [`Coalesce`]).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use autocluster_plugin::log::Escaped;
@@ -20,6 +22,7 @@ use etcd_client::{
 };
 use tokio::time::{sleep_until, Instant};
 
+use super::coalesce::Coalesce;
 use super::core::MAX_MESSAGE;
 use super::progress::{Progress, Tick};
 use super::Shared;
@@ -90,14 +93,20 @@ struct Open {
     last: Revision,
     /// The node whose clash marker the second watcher follows.
     me: Option<NodeName>,
-    /// The watchers' ids, once etcd created them.
+    /// The watchers' ids, once etcd created them (`nodes_id` is `None` again while the
+    /// nodes watcher is paused).
     nodes_id: Option<i64>,
     clash_id: Option<i64>,
+    /// The clash marker's watcher was asked for and etcd has not answered yet.
+    clash_pending: bool,
     /// The changes of a revision whose fragments are still coming.
     fragments: Vec<Change>,
     progress: Progress,
-    /// Events up to this revision are dropped (a prepared watch: the snapshot has them).
+    /// Events up to this revision are dropped (a prepared watch: the snapshot has them; a
+    /// reopened watcher: they were passed on).
     skip_through: i64,
+    /// Bursts of changes read in batches.
+    coalesce: Coalesce,
 }
 
 impl Shared {
@@ -126,13 +135,7 @@ impl Shared {
         let (endpoint, stream) = self
             .core
             .open("watch", |c| {
-                let mut opts = WatchOptions::new()
-                    .with_prefix()
-                    .with_progress_notify()
-                    .with_fragment();
-                if let Some(start) = start {
-                    opts = opts.with_start_revision(start);
-                }
+                let opts = nodes_options(start);
                 let mut w = c.watch_client().max_decoding_message_size(MAX_MESSAGE);
                 async move { w.watch(prefix, Some(opts)).await }
             })
@@ -155,12 +158,14 @@ impl Shared {
             responses,
             after,
             last: after,
+            clash_pending: me.is_some(),
             me,
             nodes_id: None,
             clash_id: None,
             fragments: Vec::new(),
             progress: Progress::new(Instant::now(), t.progress_every, t.stall_after),
             skip_through: 0,
+            coalesce: Coalesce::new(self.core.cfg().watch_coalesce, t.progress_every),
         })
     }
 
@@ -189,6 +194,8 @@ impl Shared {
             }
         };
         let snapshot = self.snapshot().await?;
+        self.nodes
+            .store(snapshot.members.len() as u64, Ordering::Relaxed);
         if let Some(mut open) = open {
             let at = snapshot.revision;
             open.after = at;
@@ -221,6 +228,18 @@ impl Shared {
     }
 }
 
+/// The nodes watcher's options, from revision `start` on (or etcd's revision of the moment).
+fn nodes_options(start: Option<i64>) -> WatchOptions {
+    let opts = WatchOptions::new()
+        .with_prefix()
+        .with_progress_notify()
+        .with_fragment();
+    match start {
+        Some(start) => opts.with_start_revision(start),
+        None => opts,
+    }
+}
+
 impl Open {
     /// Waits until etcd created the nodes watcher (the stream's first answer): from then on
     /// every change after the answer's revision comes on this stream.
@@ -245,6 +264,9 @@ impl Open {
     /// The next batch (or progress notice); `None` when the stream ended.
     async fn next(&mut self, shared: &Shared) -> Option<Result<WatchBatch>> {
         loop {
+            // Progress is asked for only while the nodes watcher is open.
+            let live = self.coalesce.is_live();
+            let reopen_at = self.coalesce.reopen_at();
             tokio::select! {
                 msg = self.responses.message() => {
                     let resp = match msg {
@@ -253,16 +275,60 @@ impl Open {
                         Err(e) => return Some(Err(shared.stream_error(e, self.endpoint))),
                     };
                     if let Some(item) = self.on_response(shared, resp) {
+                        if let Err(e) = self.after_item(shared, &item).await {
+                            return Some(Err(e));
+                        }
                         return Some(item);
                     }
                 }
-                _ = sleep_until(self.progress.next_tick()) => {
+                _ = sleep_until(self.progress.next_tick()), if live => {
                     if let Some(item) = self.on_tick(shared).await {
                         return Some(item);
                     }
                 }
+                _ = sleep_until(reopen_at.unwrap_or_else(Instant::now)), if reopen_at.is_some() => {
+                    if let Err(e) = self.reopen(shared).await {
+                        return Some(Err(e));
+                    }
+                }
             }
         }
+    }
+
+    /// After an answer with changes: a burst pauses the nodes watcher (see [`Coalesce`]).
+    async fn after_item(&mut self, shared: &Shared, item: &Result<WatchBatch>) -> Result<()> {
+        let changes = matches!(item, Ok(b) if !b.changes.is_empty());
+        let Some(id) = self.nodes_id.filter(|_| changes && !self.clash_pending) else {
+            return Ok(());
+        };
+        let large =
+            shared.nodes.load(Ordering::Relaxed) >= shared.core.cfg().watch_coalesce_members;
+        if let Some(id) = self.coalesce.on_changes(Instant::now(), id, large) {
+            self.sender
+                .cancel(id)
+                .await
+                .map_err(|e| shared.core.error(e, "watch", self.endpoint))?;
+        }
+        Ok(())
+    }
+
+    /// Opens the paused nodes watcher again, from the revision after the last one passed on.
+    async fn reopen(&mut self, shared: &Shared) -> Result<()> {
+        let start = self.last.0.saturating_add(1).min(i64::MAX as u64) as i64;
+        self.skip_through = self.skip_through.max(start - 1);
+        self.coalesce.on_reopening();
+        tracing::trace!(
+            backend = NAME,
+            pauses = self.coalesce.pauses(),
+            "reopening the paused watch from revision {start}"
+        );
+        self.sender
+            .watch(
+                shared.layout.nodes_prefix(),
+                Some(nodes_options(Some(start))),
+            )
+            .await
+            .map_err(|e| shared.core.error(e, "watch", self.endpoint))
     }
 
     fn notice(&self) -> WatchBatch {
@@ -307,9 +373,10 @@ impl Open {
             ))));
         }
         let header = resp.header().map_or(0, |h| h.revision());
-        if resp.created() && self.nodes_id.is_some() {
+        if resp.created() && self.clash_pending && self.nodes_id.is_some() {
             // The clash marker's watcher (created second); a user without access to the
             // marker's key only loses the log line on a clash.
+            self.clash_pending = false;
             if resp.canceled() {
                 let reason = Escaped::new(resp.cancel_reason());
                 tracing::debug!(backend = NAME, "cannot watch the clash marker: {reason}");
@@ -324,31 +391,52 @@ impl Open {
                 self.clash_id = None;
                 return None;
             }
+            if self.coalesce.on_cancelled(id, Instant::now()) {
+                // Paused: the answers it still had were passed on.
+                self.nodes_id = None;
+                return None;
+            }
             return Some(Err(cancelled(resp.cancel_reason())));
         }
         if resp.created() {
             self.nodes_id = Some(id);
-            if header.max(0) < self.after.0 as i64 {
+            if header.max(0) < self.last.0 as i64 {
                 return Some(Err(shared.compacted(format!(
                     "etcd's revision {header} is behind the watch's {}: etcd was wiped or replaced",
-                    self.after.0
+                    self.last.0
                 ))));
+            }
+            if self.coalesce.on_created(Instant::now()) {
+                // Reopened after a pause: established again from `last` on; its progress is
+                // judged afresh.
+                self.progress.restart(Instant::now());
+                return Some(Ok(self.notice()));
             }
             // The watch is established (once the clash marker's watcher is too, if any): say
             // so at once, claiming no progress beyond `after` (events between `after` and the
             // header's revision may follow).
-            return self.me.is_none().then(|| Ok(self.notice()));
+            return (!self.clash_pending).then(|| Ok(self.notice()));
         }
         if self.clash_id == Some(id) && self.clash_id != self.nodes_id {
             self.on_clash(shared, &resp);
             return None;
         }
         if resp.events().is_empty() {
+            if !self.coalesce.is_live() {
+                // An answer to a progress request made before the pause: the paused watcher
+                // is not where it says.
+                return None;
+            }
             // A progress answer (or etcd's own progress notification).
             return self
                 .progress
                 .reached(header, true)
                 .then(|| Ok(self.notice()));
+        }
+        if self.nodes_id != Some(id) {
+            // A cancelled watcher's answer (etcd drops them; should one come, the reopened
+            // watcher brings its changes again).
+            return None;
         }
         self.on_events(shared, &resp)
     }
@@ -397,6 +485,31 @@ fn cancelled(reason: &str) -> Error {
 }
 
 impl Shared {
+    /// Keeps [`Shared::nodes`] about right: a key created is a node more, one deleted a
+    /// node less.
+    fn count_nodes(
+        &self,
+        kv: &etcd_client::KeyValue,
+        kind: std::result::Result<EventType, impl Sized>,
+    ) {
+        if self.layout.node_of(kv.key()).is_err() {
+            return;
+        }
+        match kind {
+            Ok(EventType::Put) if kv.create_revision() == kv.mod_revision() => {
+                self.nodes.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(EventType::Delete) => {
+                let _ = self
+                    .nodes
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        Some(n.saturating_sub(1))
+                    });
+            }
+            _ => {}
+        }
+    }
+
     /// The changes of a response's events after revision `skip_through`, appended to
     /// `changes`.
     fn changes(&self, resp: &WatchResponse, skip_through: i64, changes: &mut Vec<Change>) {
@@ -406,7 +519,9 @@ impl Shared {
                 continue;
             }
             // `Event::event_type` panics on a type it does not know: read the raw one.
-            match EventType::try_from(ev.0.r#type) {
+            let kind = EventType::try_from(ev.0.r#type);
+            self.count_nodes(kv, kind);
+            match kind {
                 Ok(EventType::Put) => match self.layout.member(
                     kv.key(),
                     kv.value(),
