@@ -73,9 +73,14 @@ impl Progress {
         }
     }
 
-    /// The same watch, judged afresh from `now` (a watcher reopened after a pause).
+    /// The same stream with its watcher reopened after a pause: judged afresh from `now`
+    /// (a request at once), keeping what the stream is known to do (whether it answers
+    /// progress requests: behind a proxy it never does, and must not be learned again, without
+    /// notices, at every pause) and the highest revision seen.
     pub(super) fn restart(&mut self, now: Instant) {
-        *self = Progress::new(now, self.every, self.stall_after);
+        self.next = now;
+        self.behind = None;
+        self.advanced = false;
     }
 
     /// When the next tick is due.
@@ -211,6 +216,29 @@ mod tests {
             assert_eq!(p.tick(at(t0, s), 100), Tick::Request);
         }
         assert!(matches!(p.tick(at(t0, 6), 100), Tick::Stalled { .. }));
+    }
+
+    #[test]
+    fn a_restart_keeps_what_the_stream_is_known_to_do() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(t0, EVERY, STALL);
+        for s in 0..5 {
+            assert_eq!(p.tick(at(t0, s), 100), Tick::Request);
+        }
+        assert_eq!(p.tick(at(t0, 5), 100), Tick::NoAnswers);
+        p.restart(at(t0, 6));
+        assert_eq!(p.next_tick(), at(t0, 6));
+        // Still a stream that does not answer: notices by the clock at once.
+        assert_eq!(p.tick(at(t0, 6), 100), Tick::Notice);
+
+        // One that answers is judged from the restart on.
+        let mut q = Progress::new(t0, EVERY, STALL);
+        assert_eq!(q.tick(t0, 100), Tick::Request);
+        assert!(q.reached(100, true));
+        assert_eq!(q.tick(at(t0, 1), 200), Tick::Request);
+        q.restart(at(t0, 2));
+        assert_eq!(q.tick(at(t0, 2), 300), Tick::Request);
+        assert!(q.reached(300, true));
     }
 
     #[test]

@@ -89,6 +89,11 @@ pub(crate) fn no_false_leave(
     out: &mut Vec<Violation>,
 ) -> u64 {
     let mut checks = 0;
+    // On etcd a leave is one deletion in etcd's history, which every observer's watch
+    // delivers: the first observer to tell it is checked; one that tells the same life's
+    // leave later (cut off, or its watch resumed after a lost quorum) tells the same event
+    // late, not a new one, however long the node has been untouched since.
+    let mut told: std::collections::HashSet<(&str, &str)> = Default::default();
     for e in entries {
         let Record::Event {
             observer,
@@ -101,6 +106,9 @@ pub(crate) fn no_false_leave(
             continue;
         };
         if event != "left" {
+            continue;
+        }
+        if b.etcd && !told.insert((node.as_str(), incarnation.as_str())) {
             continue;
         }
         // A leave of a former life, told late (an observer cut off or stopped while the node
