@@ -270,8 +270,16 @@ async fn agents(
         formed_cell(&formed, a.timeout),
         mib(rss_median),
     ));
-    lines.push(counts_line(k, &counters));
-    lines.push(counts_all_line(n, &counters_all));
+    lines.push(counts_line(
+        "during formation",
+        &format!("{k} sampled agents"),
+        &counters,
+    ));
+    lines.push(counts_line(
+        "at the end of formation",
+        &format!("all {n} agents"),
+        &counters_all,
+    ));
     lines.push(failed);
     if !exited.is_empty() {
         lines.push(format!(
@@ -302,10 +310,11 @@ fn formation_line(n: usize, k: usize, formed: &[Option<Duration>], timeout: u64)
     )
 }
 
-fn counts_line(k: usize, c: &Option<(Counters, usize)>) -> String {
+/// The counters summed over `read` of `whom` (`20 sampled agents`), as `when` they were read.
+fn counts_line(when: &str, whom: &str, c: &Option<(Counters, usize)>) -> String {
     match c {
         Some((c, read)) => format!(
-            "during formation, over {read} of {k} sampled agents: lease losses {}, \
+            "{when}, over {read} of {whom}: lease losses {}, \
              re-registrations {}, resyncs {}, timed-out calls {}, unavailable calls {}, \
              keep-alives failed {} / ok {}, watches ended as behind {}, silent {}; \
              views {} (sum)",
@@ -320,23 +329,7 @@ fn counts_line(k: usize, c: &Option<(Counters, usize)>) -> String {
             c.silences,
             c.members
         ),
-        None => "counters: no sampled agent answered /metrics".into(),
-    }
-}
-
-fn counts_all_line(n: usize, c: &Option<(Counters, usize)>) -> String {
-    match c {
-        Some((c, read)) => format!(
-            "at the end of formation, over {read} of all {n} agents: lease losses {}, \
-             re-registrations {}, resyncs {}, timed-out calls {}, keep-alives failed {} / ok {}",
-            c.lease_lost,
-            c.registrations.saturating_sub(*read as u64),
-            c.resyncs,
-            c.timeouts,
-            c.renewal_failures,
-            c.renewals,
-        ),
-        None => "counters of all agents: none answered /metrics".into(),
+        None => format!("counters: none of {whom} answered /metrics"),
     }
 }
 

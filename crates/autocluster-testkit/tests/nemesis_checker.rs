@@ -3,7 +3,7 @@
 //! key, a crash nobody saw, a ready answer while cut off) fails it, naming the property, the
 //! agent, the window and the seed.
 
-use autocluster_testkit::nemesis::checker::check;
+use autocluster_testkit::nemesis::checker::{check, Report};
 use autocluster_testkit::nemesis::history::{
     self, AgentState, Entry, HistoryWriter, Members, Record,
 };
@@ -88,6 +88,34 @@ fn heal(t: u64, what: &str, target: Option<&str>) -> Entry {
     )
 }
 
+/// The round healed at `heal_ms`: its truth 1.5 s later, and etcd's keys read just after.
+fn truth(heal_ms: u64, list: &[(&str, &str)]) -> [Entry; 2] {
+    [
+        at(
+            heal_ms + 1_500,
+            Record::Truth {
+                heal_ms,
+                members: members(list),
+            },
+        ),
+        at(
+            heal_ms + 1_600,
+            Record::EtcdKeys {
+                keys: members(list),
+            },
+        ),
+    ]
+}
+
+/// Each violation's property and agent.
+fn flagged(report: &Report) -> Vec<(u8, &str)> {
+    report
+        .violations
+        .iter()
+        .map(|v| (v.property, v.agent.as_str()))
+        .collect()
+}
+
 fn ready(t: u64, agent: &str, ready: bool) -> Entry {
     at(
         t,
@@ -147,19 +175,7 @@ fn clean() -> Vec<Entry> {
     }
     h.push(heal(20_000, "all", None));
     h.push(state(20_001, &[], &[]));
-    h.push(at(
-        21_500,
-        Record::Truth {
-            heal_ms: 20_000,
-            members: members(&ALL_NEW),
-        },
-    ));
-    h.push(at(
-        21_600,
-        Record::EtcdKeys {
-            keys: members(&ALL_NEW),
-        },
-    ));
+    h.extend(truth(20_000, &ALL_NEW));
     h.push(fault(25_000, "cut_agent", B));
     h.push(state(25_001, &[], &[B]));
     h.push(ready(26_500, B, false));
@@ -168,19 +184,7 @@ fn clean() -> Vec<Entry> {
     h.push(ready(32_300, B, true));
     h.push(heal(40_000, "all", None));
     h.push(state(40_001, &[], &[]));
-    h.push(at(
-        41_500,
-        Record::Truth {
-            heal_ms: 40_000,
-            members: members(&ALL_NEW),
-        },
-    ));
-    h.push(at(
-        41_600,
-        Record::EtcdKeys {
-            keys: members(&ALL_NEW),
-        },
-    ));
+    h.extend(truth(40_000, &ALL_NEW));
     h.push(at(42_000, Record::End));
     h.sort_by_key(|e| e.t_ms);
     h
@@ -420,19 +424,7 @@ fn former_life_outlives_the_restart(late_leave_of_the_new_life: bool) -> Vec<Ent
     if late_leave_of_the_new_life {
         h.push(event(45_000, A, "left", C, "5"));
     }
-    h.push(at(
-        41_500,
-        Record::Truth {
-            heal_ms: 40_000,
-            members: members(&with5),
-        },
-    ));
-    h.push(at(
-        41_600,
-        Record::EtcdKeys {
-            keys: members(&with5),
-        },
-    ));
+    h.extend(truth(40_000, &with5));
     h.push(at(46_000, Record::End));
     h.sort_by_key(|e| e.t_ms);
     h
@@ -444,12 +436,7 @@ fn a_restarted_node_seeing_its_former_life_run_out_is_not_a_false_leave() {
     assert!(report.violations.is_empty(), "{report}");
     // Once registered, its life is 5: a leave of 5 while it is steady is false.
     let report = check(&former_life_outlives_the_restart(true));
-    let got: Vec<(u8, &str)> = report
-        .violations
-        .iter()
-        .map(|v| (v.property, v.agent.as_str()))
-        .collect();
-    assert!(got.contains(&(2, C)), "{report}");
+    assert!(flagged(&report).contains(&(2, C)), "{report}");
 }
 
 /// etcd seed 2, CI of 2026-12-03 (29-34 s): c is paused (SIGSTOP) at 43 s and its lease (4)
@@ -525,19 +512,7 @@ fn a_leave_told_late_by_an_observer_cut_off(told_before: bool) -> Vec<Entry> {
     }
     h.push(heal(53_000, "all", None));
     h.push(state(53_001, &[], &[]));
-    h.push(at(
-        54_500,
-        Record::Truth {
-            heal_ms: 53_000,
-            members: members(&with5),
-        },
-    ));
-    h.push(at(
-        54_600,
-        Record::EtcdKeys {
-            keys: members(&with5),
-        },
-    ));
+    h.extend(truth(53_000, &with5));
     h.push(at(60_000, Record::End));
     h.sort_by_key(|e| e.t_ms);
     h
@@ -550,10 +525,5 @@ fn a_leave_told_late_by_an_observer_that_was_cut_off_is_not_a_false_leave() {
     // Told first by b, late, with nothing earlier to show the lease ran out: the checker
     // cannot tell it from a false leave, and says so (a limit of the property, kept visible).
     let report = check(&a_leave_told_late_by_an_observer_cut_off(false));
-    let got: Vec<(u8, &str)> = report
-        .violations
-        .iter()
-        .map(|v| (v.property, v.agent.as_str()))
-        .collect();
-    assert!(got.contains(&(2, C)), "{report}");
+    assert!(flagged(&report).contains(&(2, C)), "{report}");
 }

@@ -215,15 +215,12 @@ impl EtcdConfig {
             ));
         }
 
-        let watch_coalesce_members = match s.str("watch_coalesce_members") {
-            None => 200,
-            Some(v) => v.trim().parse::<u64>().map_err(|_| {
-                s.error(
-                    "watch_coalesce_members",
-                    "expected a whole number of nodes such as 200 (0: whatever the size)",
-                )
-            })?,
-        };
+        let watch_coalesce_members = s
+            .parse::<u64>(
+                "watch_coalesce_members",
+                "a whole number of nodes such as 200 (0: whatever the size)",
+            )?
+            .unwrap_or(200);
 
         Ok(EtcdConfig {
             servers,

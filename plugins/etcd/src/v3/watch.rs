@@ -485,29 +485,20 @@ fn cancelled(reason: &str) -> Error {
 }
 
 impl Shared {
-    /// Keeps [`Shared::nodes`] about right: a key created is a node more, one deleted a
-    /// node less.
-    fn count_nodes(
-        &self,
-        kv: &etcd_client::KeyValue,
-        kind: std::result::Result<EventType, impl Sized>,
-    ) {
-        if self.layout.node_of(kv.key()).is_err() {
-            return;
+    /// Keeps [`Shared::nodes`] about right: a node key created is a node more.
+    fn node_created(&self, kv: &etcd_client::KeyValue) {
+        if kv.create_revision() == kv.mod_revision() {
+            self.nodes.fetch_add(1, Ordering::Relaxed);
         }
-        match kind {
-            Ok(EventType::Put) if kv.create_revision() == kv.mod_revision() => {
-                self.nodes.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(EventType::Delete) => {
-                let _ = self
-                    .nodes
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                        Some(n.saturating_sub(1))
-                    });
-            }
-            _ => {}
-        }
+    }
+
+    /// A node key deleted: a node less.
+    fn node_deleted(&self) {
+        let _ = self
+            .nodes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(1))
+            });
     }
 
     /// The changes of a response's events after revision `skip_through`, appended to
@@ -519,22 +510,24 @@ impl Shared {
                 continue;
             }
             // `Event::event_type` panics on a type it does not know: read the raw one.
-            let kind = EventType::try_from(ev.0.r#type);
-            self.count_nodes(kv, kind);
-            match kind {
+            match EventType::try_from(ev.0.r#type) {
                 Ok(EventType::Put) => match self.layout.member(
                     kv.key(),
                     kv.value(),
                     kv.lease() as u64,
                     kv.create_revision(),
                 ) {
-                    Ok(m) => changes.push(Change::Put(m)),
+                    Ok(m) => {
+                        self.node_created(kv);
+                        changes.push(Change::Put(m));
+                    }
                     Err(why) => {
                         self.garbage.skip(NAME, kv.key(), &why);
                         // A node's key overwritten with garbage registers that node no
                         // more, as a snapshot would say: without this, nodes that saw the
                         // overwrite keep the member and nodes that start later do not.
                         if let Ok(node) = self.layout.node_of(kv.key()) {
+                            self.node_created(kv);
                             changes.push(Change::Delete {
                                 node,
                                 incarnation: None,
@@ -547,6 +540,7 @@ impl Shared {
                     // removes whatever life of the node the view holds: events come in
                     // order, so that is the one the key held.
                     if let Ok(node) = self.layout.node_of(kv.key()) {
+                        self.node_deleted();
                         changes.push(Change::Delete {
                             node,
                             incarnation: None,
