@@ -337,6 +337,7 @@ mod tests {
             Ok(Lease {
                 id: 7,
                 ttl: Duration::from_secs(60),
+                age: Duration::ZERO,
             })
         }
 

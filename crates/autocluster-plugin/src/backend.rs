@@ -190,6 +190,12 @@ pub struct Lease {
     pub id: u64,
     /// The TTL the backend granted.
     pub ttl: Duration,
+    /// How long before `register` returned the TTL began to count, at most: the lease runs
+    /// out `ttl - age` after the return unless renewed. etcd counts a lease's TTL from its
+    /// grant, and a registration under load (or one that adopts the lease of an earlier
+    /// attempt whose answer was lost) can take seconds after it; the engine renews by this,
+    /// not by when the registration answered. Zero when the TTL starts with the answer.
+    pub age: Duration,
 }
 
 /// A held cluster lock.
@@ -297,6 +303,7 @@ pub trait Discovery: Send + Sync + fmt::Debug + 'static {
         Ok(Lease {
             id: 0,
             ttl: self.capabilities().ttl,
+            age: Duration::ZERO,
         })
     }
 

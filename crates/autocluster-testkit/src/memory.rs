@@ -300,7 +300,11 @@ impl Discovery for MemoryBackend {
             .with_created(Revision(s.revision + 1));
         s.keys.insert(reg.node.clone(), (member.clone(), id));
         server.record(&mut s, Change::Put(member));
-        Ok(Lease { id, ttl: self.ttl })
+        Ok(Lease {
+            id,
+            ttl: self.ttl,
+            age: Duration::ZERO,
+        })
     }
 
     async fn keep_alive(&self, lease: &Lease) -> Result<Duration> {

@@ -566,3 +566,84 @@ async fn a_watch_heard_from_while_keep_alives_failed_is_kept() {
     assert_eq!(a.cluster.stats().watch_silences(), 0);
     a.leave().await;
 }
+
+/// A backend whose registration answers `late` after its lease was granted, and says so in
+/// the lease's age: etcd's apply loop lagging under 1,000 agents (issue 17).
+#[derive(Debug)]
+struct LateRegistration {
+    inner: std::sync::Arc<autocluster_testkit::memory::MemoryBackend>,
+    late: Duration,
+}
+
+#[autocluster_plugin::async_trait]
+impl autocluster_plugin::Discovery for LateRegistration {
+    fn name(&self) -> &'static str {
+        "late-registration"
+    }
+    fn capabilities(&self) -> autocluster_plugin::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn register(
+        &self,
+        reg: &autocluster_plugin::Registration,
+    ) -> autocluster_plugin::Result<autocluster_plugin::Lease> {
+        let lease = self.inner.register(reg).await?;
+        tokio::time::sleep(self.late).await;
+        Ok(autocluster_plugin::Lease {
+            age: self.late,
+            ..lease
+        })
+    }
+    async fn keep_alive(
+        &self,
+        lease: &autocluster_plugin::Lease,
+    ) -> autocluster_plugin::Result<Duration> {
+        self.inner.keep_alive(lease).await
+    }
+    async fn deregister(
+        &self,
+        lease: &autocluster_plugin::Lease,
+    ) -> autocluster_plugin::Result<()> {
+        self.inner.deregister(lease).await
+    }
+    async fn snapshot(&self) -> autocluster_plugin::Result<autocluster_plugin::Snapshot> {
+        self.inner.snapshot().await
+    }
+    fn watch(
+        &self,
+        after: autocluster_plugin::Revision,
+    ) -> autocluster_plugin::BoxStream<autocluster_plugin::Result<autocluster_plugin::WatchBatch>>
+    {
+        self.inner.watch(after)
+    }
+}
+
+/// Issue 17: a lease's TTL runs from its grant, and a registration can answer seconds after
+/// (in one 1,000-agent formation, 297 of 335 lost leases were of registrations that had taken
+/// up to the call timeout). The engine renews by the lease's age: here the first renewal goes
+/// at once, where one a renewal period after the answer would come after the lease ran out.
+#[tokio::test(start_paused = true)]
+async fn a_registration_that_answered_late_is_renewed_by_its_lease_age() {
+    let t = mem();
+    let late = TTL - Duration::from_secs(1);
+    let backend = std::sync::Arc::new(LateRegistration {
+        inner: t.server.backend(TTL),
+        late,
+    });
+    let mut cfg = t.engine_config(&name("b@127.0.0.1"));
+    cfg.call_timeout = TTL * 2;
+    let granted = tokio::time::Instant::now();
+    let b = Node::start_with(backend, cfg);
+    let mut rx = b.cluster.watch_health();
+    tokio::time::timeout(PATIENCE, rx.wait_for(|h| h.registered))
+        .await
+        .expect("registered")
+        .ok();
+    // Past the lease's first TTL from its grant, before a renewal counted from the answer.
+    tokio::time::sleep_until(granted + TTL + Duration::from_secs(1)).await;
+    t.server.expire();
+    assert_eq!(t.server.nodes().len(), 1, "the lease was renewed in time");
+    assert_eq!(b.cluster.stats().registrations(), 1);
+    assert!(b.cluster.stats().renewals() >= 1);
+    b.leave().await;
+}

@@ -167,6 +167,7 @@ impl Discovery for McastDiscovery {
         Ok(Lease {
             id: core.incarnation,
             ttl: core.member_ttl(),
+            age: Duration::ZERO,
         })
     }
 

@@ -112,6 +112,7 @@ mod tests {
                 &Lease {
                     id: 0,
                     ttl: caps.ttl,
+                    age: Duration::ZERO,
                 },
                 Duration::from_secs(1),
             )

@@ -1,7 +1,7 @@
 //! The node's registration in v2: its key with a TTL, whose `createdIndex` is the
 //! incarnation; kept alive by refreshing the TTL, rewritten with new metadata in place.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use autocluster_plugin::{Lease, Registration, Result};
 use reqwest::Method;
@@ -19,6 +19,8 @@ impl Inner {
         let key = self.layout.node_key(&reg.node);
         let value = String::from_utf8_lossy(&encode_value(&reg.meta)).into_owned();
         let ttl = secs(self.cfg().node_ttl);
+        // etcd starts the key's TTL when it applies the write: after it was sent.
+        let sent = Instant::now();
         let form = [
             ("value", value.clone()),
             ("ttl", ttl.clone()),
@@ -29,7 +31,7 @@ impl Inner {
             .call("register", Request::new(Method::PUT, &key).form(&form))
             .await?;
         match (&r.body.node, r.code()) {
-            (Some(n), None) => return Ok(lease_of(n)),
+            (Some(n), None) => return Ok(lease_of(n, sent)),
             (_, Some(NODE_EXIST)) => {}
             _ => return Err(r.unexpected("register", &key)),
         }
@@ -41,6 +43,7 @@ impl Inner {
             (Some(n), None) if !n.dir => n.modified_index,
             _ => return Err(cur.unexpected("register", &key)),
         };
+        let sent = Instant::now();
         let form = [
             ("value", value),
             ("ttl", ttl),
@@ -51,7 +54,7 @@ impl Inner {
             .call("register", Request::new(Method::PUT, &key).form(&form))
             .await?;
         match (&r.body.node, r.code()) {
-            (Some(n), None) => Ok(lease_of(n)),
+            (Some(n), None) => Ok(lease_of(n, sent)),
             _ => Err(r.unexpected("register", &key)),
         }
     }
@@ -133,10 +136,12 @@ impl Inner {
     }
 }
 
-/// The lease a written key stands for: its `createdIndex` and TTL.
-fn lease_of(n: &Node) -> Lease {
+/// The lease a written key stands for: its `createdIndex` and TTL, counted (on the safe side)
+/// from when the write was `sent`.
+fn lease_of(n: &Node, sent: Instant) -> Lease {
     Lease {
         id: n.created_index,
         ttl: Duration::from_secs(n.ttl.unwrap_or(0).max(1) as u64),
+        age: sent.elapsed(),
     }
 }

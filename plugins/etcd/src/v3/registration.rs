@@ -6,11 +6,14 @@
 //! A claim can be applied by etcd and its answer lost (a timeout, a connection reset, or the
 //! engine's bound on the call dropping it): the key is then held by a lease this backend
 //! granted. The next attempt finds it so, and adopts that lease instead of refusing its own
-//! registration as another process's.
+//! registration as another process's. While such a lease has time left, the next attempt
+//! claims on it rather than being granted another: under overload a retry adds no grant and
+//! no revoke for etcd to apply. The lease returned says how long ago its grant was sent
+//! (`Lease::age`): the engine renews by that, not by when the registration answered.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use autocluster_plugin::{Lease, NodeName, Registration, Result};
+use autocluster_plugin::{ErrorKind, Lease, NodeName, Registration, Result};
 use etcd_client::{
     Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
@@ -22,26 +25,49 @@ use crate::keys::encode_value;
 /// How many unanswered leases a backend remembers (each expires within `node_ttl` anyway).
 const UNANSWERED: usize = 8;
 
+/// A lease this backend granted for a registration.
+#[derive(Debug, Clone, Copy)]
+struct Granted {
+    id: i64,
+    /// When the grant was sent: etcd starts the TTL when it applies the grant, after that.
+    sent: Instant,
+    ttl: Duration,
+}
+
+impl Granted {
+    /// Whether the next attempt may claim on this lease rather than be granted another: while
+    /// at least a renewal period (a third of the TTL) is left of it.
+    fn reusable(&self) -> bool {
+        self.sent.elapsed() < self.ttl * 2 / 3
+    }
+}
+
 /// Leases this backend granted for a registration whose claim has not answered (yet, or ever:
-/// a call dropped by the engine's bound): the claim may have been applied, so a key held by
-/// one of them is this backend's own.
+/// a call dropped by the engine's bound), newest last: the claim may have been applied, so a
+/// key held by one of them is this backend's own, on a lease whose TTL began with its grant.
 #[derive(Debug, Default)]
-pub(super) struct Unanswered(std::sync::Mutex<Vec<i64>>);
+pub(super) struct Unanswered(std::sync::Mutex<Vec<Granted>>);
 
 impl Unanswered {
-    fn remember(&self, id: i64) {
-        let mut ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if ids.len() == UNANSWERED {
-            ids.remove(0);
+    fn remember(&self, g: Granted) {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if all.len() == UNANSWERED {
+            all.remove(0);
         }
-        ids.push(id);
+        all.push(g);
     }
 
-    /// Whether `id` is one of them; forgets it.
-    fn take(&self, id: i64) -> bool {
-        let mut ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let found = ids.iter().position(|&x| x == id);
-        found.map(|i| ids.remove(i)).is_some()
+    /// Lease `id`, if it is one of them; forgets it.
+    fn take(&self, id: i64) -> Option<Granted> {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let found = all.iter().position(|g| g.id == id);
+        found.map(|i| all.remove(i))
+    }
+
+    /// The newest of them while it has time left (it stays remembered).
+    fn reusable(&self) -> Option<Granted> {
+        let all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.last().copied().filter(Granted::reusable)
     }
 }
 
@@ -55,7 +81,74 @@ enum Claim {
 
 impl EtcdBackend {
     pub(super) async fn register_node(&self, reg: &Registration) -> Result<Lease> {
+        // A lease granted to an earlier attempt whose claim did not answer is claimed on
+        // again while it has time left, rather than another granted (and that one revoked):
+        // a grant and a revoke are writes etcd must apply, and under overload (the claim
+        // timed out because etcd's apply lags) blind retries add to what it is behind on.
+        let granted = match self.unanswered.reusable() {
+            Some(g) => g,
+            None => {
+                let g = self.grant().await?;
+                // Remembered until a claim on it answers: the engine's bound on the call may
+                // drop it after etcd applied the claim, and the next attempt must know the
+                // lease as ours.
+                self.unanswered.remember(g);
+                g
+            }
+        };
+        let id = granted.id;
+        let key = self.shared.layout.node_key(&reg.node);
+        let claim = self.claim("register", reg, id, false).await;
+        let lease = |g: Granted| Lease {
+            id: g.id as u64,
+            ttl: g.ttl,
+            age: g.sent.elapsed(),
+        };
+        match claim {
+            Ok(Claim::Written) => {
+                self.unanswered.take(id);
+                Ok(lease(granted))
+            }
+            Ok(Claim::HeldBy(holder)) => match self.unanswered.take(holder) {
+                Some(held) => {
+                    // Our own earlier claim (on this lease or an older one) was applied; its
+                    // answer was lost. Keep that lease, whose TTL began with its grant.
+                    if holder != id {
+                        self.unanswered.take(id);
+                        self.revoke_quietly(id).await;
+                    }
+                    tracing::info!(
+                        backend = crate::NAME,
+                        lease = format_args!("{holder:x}"),
+                        "an earlier registration attempt was applied although its answer was \
+                         lost; keeping its lease"
+                    );
+                    Ok(lease(held))
+                }
+                None => {
+                    self.unanswered.take(id);
+                    let e = self.refuse("register", reg, id, holder).await;
+                    self.revoke_quietly(id).await;
+                    Err(e)
+                }
+            },
+            Err(e) => {
+                if e.kind() == ErrorKind::LeaseLost {
+                    // The lease ran out (or etcd was replaced): the next attempt is granted a
+                    // new one.
+                    self.unanswered.take(id);
+                }
+                // Otherwise the lease stays remembered: the claim may have been applied (the
+                // next attempt finds the key on it), or will be retried on it.
+                Err(e.with_key(key))
+            }
+        }
+    }
+
+    /// Grants a lease of `node_ttl`.
+    async fn grant(&self) -> Result<Granted> {
         let ttl = self.cfg().node_ttl.as_secs() as i64;
+        let sent = Instant::now();
         let grant = self
             .core()
             .call(
@@ -63,47 +156,11 @@ impl EtcdBackend {
                 |mut c| async move { c.lease_grant(ttl, None).await },
             )
             .await?;
-        let id = grant.id();
-        // Remembered until this attempt answers: the engine's bound on the call may drop it
-        // after etcd applied the claim, and the next attempt must know the lease as ours.
-        self.unanswered.remember(id);
-        let key = self.shared.layout.node_key(&reg.node);
-        let claim = self.claim("register", reg, id, false).await;
-        if claim.is_ok() {
-            self.unanswered.take(id);
-        }
-        match claim {
-            Ok(Claim::Written) => Ok(Lease {
-                id: id as u64,
-                ttl: Duration::from_secs(grant.ttl().max(1) as u64),
-            }),
-            Ok(Claim::HeldBy(holder)) if self.unanswered.take(holder) => {
-                // Our own earlier attempt was applied; its answer was lost. Keep that lease.
-                self.revoke_quietly(id).await;
-                tracing::info!(
-                    backend = crate::NAME,
-                    lease = format_args!("{holder:x}"),
-                    "an earlier registration attempt was applied although its answer was lost; \
-                     keeping its lease"
-                );
-                Ok(Lease {
-                    id: holder as u64,
-                    ttl: Duration::from_secs(grant.ttl().max(1) as u64),
-                })
-            }
-            Ok(Claim::HeldBy(holder)) => {
-                let e = self.refuse("register", reg, id, holder).await;
-                self.revoke_quietly(id).await;
-                Err(e)
-            }
-            Err(e) => {
-                // Best effort: the lease would expire by itself anyway. The claim may have
-                // been applied: if the revoke was lost too, the next attempt finds the key on
-                // this lease, which stays remembered.
-                self.revoke_quietly(id).await;
-                Err(e.with_key(key))
-            }
-        }
+        Ok(Granted {
+            id: grant.id(),
+            sent,
+            ttl: Duration::from_secs(grant.ttl().max(1) as u64),
+        })
     }
 
     /// Writes the registration again on `lease` (after someone deleted the key), unless
@@ -257,7 +314,11 @@ mod tests {
             backend.claim("register", &reg, lost, false).await.unwrap(),
             Claim::Written
         ));
-        backend.unanswered.remember(lost);
+        backend.unanswered.remember(Granted {
+            id: lost,
+            sent: Instant::now(),
+            ttl: Duration::from_secs(10),
+        });
 
         let lease = backend.register_node(&reg).await.unwrap();
         assert_eq!(lease.id, lost as u64, "the applied attempt's lease is kept");
@@ -266,5 +327,87 @@ mod tests {
         let other = EtcdBackend::new(EtcdConfig::from_section(&section).unwrap(), "emqxcl");
         let e = other.register_node(&reg).await.unwrap_err();
         assert_eq!(e.kind(), autocluster_plugin::ErrorKind::Conflict, "{e}");
+    }
+
+    async fn backend_for(etcd: &EtcdServer, ttl: &str) -> (EtcdBackend, Registration) {
+        let mut section = Section::new("cluster.etcd");
+        section.set("server", etcd.endpoint(), Origin::Program);
+        section.set("node_ttl", ttl, Origin::Program);
+        let node = NodeName::parse("n1@127.0.0.1").unwrap();
+        let backend = EtcdBackend::new(EtcdConfig::from_section(&section).unwrap(), "emqxcl")
+            .for_node(node.clone());
+        let reg = Registration {
+            meta: Metadata::of(node.clone()),
+            node,
+        };
+        (backend, reg)
+    }
+
+    async fn leases(backend: &EtcdBackend) -> Vec<i64> {
+        let r = backend
+            .core()
+            .call("test", |mut c| async move { c.leases().await })
+            .await
+            .unwrap();
+        let mut ids: Vec<i64> = r.leases().iter().map(|l| l.id()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Issue 17: a registration retried after its claim did not answer (etcd's apply lagging
+    /// under 1,000 agents) claims on the lease it was granted, rather than being granted
+    /// another and revoking it: two writes fewer for an etcd that is behind, and the lease's
+    /// age (the engine renews by it) is the first grant's.
+    #[tokio::test]
+    async fn a_retried_registration_claims_on_the_lease_it_was_granted() {
+        let etcd = EtcdServer::start().await.unwrap();
+        let (backend, reg) = backend_for(&etcd, "30s").await;
+        // The first attempt: granted, its claim never answered (dropped before it was sent).
+        let first = backend.grant().await.unwrap();
+        backend.unanswered.remember(first);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let lease = backend.register_node(&reg).await.unwrap();
+        assert_eq!(lease.id, first.id as u64, "claimed on the granted lease");
+        assert!(lease.age >= Duration::from_millis(200), "{:?}", lease.age);
+        assert_eq!(
+            leases(&backend).await,
+            vec![first.id],
+            "no second lease granted"
+        );
+        assert!(
+            backend.unanswered.reusable().is_none(),
+            "forgotten once answered"
+        );
+    }
+
+    /// The limits of that: a lease with less than a renewal period left is not claimed on (a
+    /// new one is granted), and one etcd no longer has (revoked, or etcd was replaced) is
+    /// forgotten when the claim says so; the attempt after that is granted a new lease.
+    #[tokio::test]
+    async fn a_lease_near_its_end_or_gone_is_not_claimed_on_again() {
+        let etcd = EtcdServer::start().await.unwrap();
+        let (backend, reg) = backend_for(&etcd, "30s").await;
+        let old = backend.grant().await.unwrap();
+        let aged = Granted {
+            sent: Instant::now().checked_sub(Duration::from_secs(21)).unwrap(),
+            ..old
+        };
+        backend.unanswered.remember(aged);
+        let lease = backend.register_node(&reg).await.unwrap();
+        assert_ne!(
+            lease.id, old.id as u64,
+            "two thirds of its TTL gone: a new lease"
+        );
+        backend.revoke_quietly(lease.id as i64).await;
+
+        let gone = backend.grant().await.unwrap();
+        backend.unanswered.remember(gone);
+        backend.revoke_quietly(gone.id).await;
+        let e = backend.register_node(&reg).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::LeaseLost, "{e}");
+        let lease = backend.register_node(&reg).await.unwrap();
+        assert_ne!(lease.id, gone.id as u64, "the retry is granted a new lease");
+        assert!(leases(&backend).await.contains(&(lease.id as i64)));
     }
 }
