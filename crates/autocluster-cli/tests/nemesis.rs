@@ -83,7 +83,7 @@ async fn run_seeds(backend: &str) {
             .clone()
             .unwrap_or_else(|| tmp.path().to_path_buf())
             .join(format!("{backend}-{seed}"));
-        let s = Settings::new(BIN.into(), seed, per_seed()).dir(dir);
+        let s = Settings::new(BIN.into(), seed, per_seed()).dir(dir.clone());
         let outcome = match backend {
             "etcd" => nemesis::etcd(s).await,
             _ => nemesis::mcast(s).await,
@@ -94,17 +94,37 @@ async fn run_seeds(backend: &str) {
         assert!(faults > 0, "seed {seed}: no fault was injected");
         assert!(outcome.report.rounds > 0, "seed {seed}: no round ended");
         if !outcome.report.violations.is_empty() {
-            // Kept for the failure message; the temporary directory goes with the test.
-            let text = std::fs::read_to_string(&outcome.history).unwrap_or_default();
+            // Kept for the failure message, with every agent's log (what a history cannot
+            // say: why an agent registered late); the temporary directory goes with the test.
             let copy =
-                std::env::temp_dir().join(format!("autocluster-nemesis-failed-{seed}.jsonl"));
-            let _ = std::fs::write(&copy, text);
+                std::env::temp_dir().join(format!("autocluster-nemesis-failed-{backend}-{seed}"));
+            let _ = std::fs::remove_dir_all(&copy);
+            let kept = copy_files(&dir, &copy);
             failures.push(format!(
-                "{}(history kept in {})",
+                "{}(history and agents' logs kept in {}: {kept})",
                 outcome.report,
                 copy.display()
             ));
         }
     }
     assert!(failures.is_empty(), "violations:\n{}", failures.join("\n"));
+}
+
+/// Copies the files of `from` (not its subdirectories) into `to`; says how many, or why none.
+fn copy_files(from: &std::path::Path, to: &std::path::Path) -> String {
+    let copied = std::fs::create_dir_all(to).and_then(|()| {
+        let mut n = 0;
+        for entry in std::fs::read_dir(from)? {
+            let path = entry?.path();
+            if path.is_file() {
+                std::fs::copy(&path, to.join(path.file_name().unwrap_or_default()))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    });
+    match copied {
+        Ok(n) => format!("{n} files"),
+        Err(e) => format!("not all copied: {e}"),
+    }
 }

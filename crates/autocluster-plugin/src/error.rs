@@ -153,6 +153,7 @@ struct Inner {
     retryable: bool,
     message: String,
     context: Context,
+    clears_in: Option<std::time::Duration>,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -167,6 +168,7 @@ impl Error {
             retryable: kind.default_retryable(),
             message: message.into(),
             context: Context::default(),
+            clears_in: None,
             source: None,
         }))
     }
@@ -199,6 +201,19 @@ impl Error {
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.0.source = Some(Box::new(source));
         self
+    }
+
+    /// For a [`ErrorKind::Conflict`]: the holder's registration runs out within `d` unless its
+    /// holder renews it (as the backend read it). A crashed holder's lease can outlive one TTL
+    /// from the first refusal: etcd extends every lease at a leader election.
+    pub fn with_clears_in(mut self, d: std::time::Duration) -> Self {
+        self.0.clears_in = Some(d);
+        self
+    }
+
+    /// See [`Error::with_clears_in`].
+    pub fn clears_in(&self) -> Option<std::time::Duration> {
+        self.0.clears_in
     }
 
     /// Overrides whether the engine should retry.
@@ -269,6 +284,7 @@ impl fmt::Debug for Error {
             .field("retryable", &self.0.retryable)
             .field("message", &self.0.message)
             .field("context", &self.0.context)
+            .field("clears_in", &self.0.clears_in)
             .field("source", &self.0.source.as_ref().map(|s| s.to_string()))
             .finish()
     }

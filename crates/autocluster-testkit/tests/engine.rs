@@ -647,3 +647,86 @@ async fn a_registration_that_answered_late_is_renewed_by_its_lease_age() {
     assert!(b.cluster.stats().renewals() >= 1);
     b.leave().await;
 }
+
+/// A backend whose node name is held by a crashed earlier life until `free_at`; its refusals
+/// say the holder's registration runs out in `left` (as etcd's lease TTL says).
+#[derive(Debug)]
+struct HeldName {
+    inner: std::sync::Arc<autocluster_testkit::memory::MemoryBackend>,
+    free_at: tokio::time::Instant,
+}
+
+#[autocluster_plugin::async_trait]
+impl autocluster_plugin::Discovery for HeldName {
+    fn name(&self) -> &'static str {
+        "held-name"
+    }
+    fn capabilities(&self) -> autocluster_plugin::Capabilities {
+        self.inner.capabilities()
+    }
+    async fn register(
+        &self,
+        reg: &autocluster_plugin::Registration,
+    ) -> autocluster_plugin::Result<autocluster_plugin::Lease> {
+        let now = tokio::time::Instant::now();
+        if now < self.free_at {
+            return Err(autocluster_plugin::Error::new(
+                autocluster_plugin::ErrorKind::Conflict,
+                "held by another process",
+            )
+            .with_retryable(false)
+            .with_clears_in(self.free_at - now));
+        }
+        self.inner.register(reg).await
+    }
+    async fn keep_alive(
+        &self,
+        lease: &autocluster_plugin::Lease,
+    ) -> autocluster_plugin::Result<Duration> {
+        self.inner.keep_alive(lease).await
+    }
+    async fn deregister(
+        &self,
+        lease: &autocluster_plugin::Lease,
+    ) -> autocluster_plugin::Result<()> {
+        self.inner.deregister(lease).await
+    }
+    async fn snapshot(&self) -> autocluster_plugin::Result<autocluster_plugin::Snapshot> {
+        self.inner.snapshot().await
+    }
+    fn watch(
+        &self,
+        after: autocluster_plugin::Revision,
+    ) -> autocluster_plugin::BoxStream<autocluster_plugin::Result<autocluster_plugin::WatchBatch>>
+    {
+        self.inner.watch(after)
+    }
+}
+
+/// CI of 9460566, nemesis seed 2: an agent restarted while etcd had no quorum found its name
+/// held by its crashed earlier life, whose lease etcd extended when the quorum came back (by
+/// its election timeout, at a leader election); the wait of one TTL and one renewal period
+/// from the first refusal ended just before that lease ran out, and the agent exited 2. The
+/// wait now covers what the first refusal says the holder has left.
+#[tokio::test(start_paused = true)]
+async fn a_crashed_holder_whose_lease_etcd_extended_is_waited_out() {
+    let t = mem();
+    let caps_window = TTL + TTL / 3;
+    let free_in = caps_window + Duration::from_secs(2);
+    let backend = std::sync::Arc::new(HeldName {
+        inner: t.server.backend(TTL),
+        free_at: tokio::time::Instant::now() + free_in,
+    });
+    let b = Node::start_with(backend, t.engine_config(&name("b@127.0.0.1")));
+    let mut rx = b.cluster.watch_health();
+    // The watch's guard is dropped at once: the engine writes health while it is held.
+    let registered = tokio::time::timeout(PATIENCE, rx.wait_for(|h| h.registered))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    assert!(
+        registered,
+        "registered once the holder's extended lease ran out: {:?}",
+        b.cluster.health()
+    );
+    b.leave().await;
+}

@@ -20,11 +20,14 @@ pub(crate) fn conflict(
     holder: &str,
     left: Option<i64>,
 ) -> Error {
+    let clears_in = left
+        .filter(|&s| s > 0)
+        .map(|s| std::time::Duration::from_secs(s as u64));
     let left = match left {
         Some(s) if s > 0 => format!(", which expires in {s} s unless its holder renews it"),
         _ => String::new(),
     };
-    Error::new(
+    let e = Error::new(
         ErrorKind::Conflict,
         format!(
             "node {node} is already registered by another process: {key} is held by {holder} \
@@ -37,7 +40,11 @@ pub(crate) fn conflict(
     .with_retryable(false)
     .with_backend(NAME)
     .with_operation(op)
-    .with_key(key)
+    .with_key(key);
+    match clears_in {
+        Some(d) => e.with_clears_in(d),
+        None => e,
+    }
 }
 
 /// The holder's log of the attempts it sees, at most one line per [`Attempts::EVERY`] (a

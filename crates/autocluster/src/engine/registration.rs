@@ -57,7 +57,7 @@ async fn register(
         };
         match attempt {
             Ok(lease) => break lease,
-            Err(e) if e.kind() == ErrorKind::Conflict && clash.may_clear(shared) => {
+            Err(e) if e.kind() == ErrorKind::Conflict && clash.may_clear(shared, &e) => {
                 shared.set_registration_ok(false);
                 tokio::select! {
                     _ = sleep(backoff.next_delay()) => {}
@@ -93,27 +93,33 @@ async fn register(
 /// an earlier life of this very node that crashed (a `kill -9` and a restart by the service
 /// manager): its registration runs out within one TTL, and this node then registers. A live
 /// holder keeps renewing, so after one TTL and one renewal period the name is really taken,
-/// and the refusal stands (the engine fails, the agent exits 2).
+/// and the refusal stands (the engine fails, the agent exits 2). Unless the first refusal
+/// said the holder's registration had longer left: etcd extends every lease at a leader
+/// election (by its election timeout), so a crashed holder's lease can outlive one TTL from
+/// a refusal just after one; then the wait is what it had left and one renewal period.
 #[derive(Default)]
 struct Clash {
-    since: Option<Instant>,
+    /// When the wait for the name ends.
+    until: Option<Instant>,
 }
 
 impl Clash {
-    /// Whether the name may still come free: true until one TTL and one renewal period have
-    /// passed since the first refusal.
-    fn may_clear(&mut self, shared: &Shared) -> bool {
+    /// Whether the name may still come free: true until one TTL and one renewal period (or
+    /// what the first refusal said the holder had left, and one renewal period, if longer)
+    /// have passed since the first refusal.
+    fn may_clear(&mut self, shared: &Shared, refusal: &autocluster_plugin::Error) -> bool {
         let caps = shared.backend.capabilities();
-        let window = caps.ttl + caps.keep_alive_every;
-        let since = *self.since.get_or_insert_with(|| {
+        let until = *self.until.get_or_insert_with(|| {
+            let left = refusal.clears_in().unwrap_or_default();
+            let window = caps.ttl.max(left) + caps.keep_alive_every;
             tracing::warn!(
                 node = %shared.config.registration.node,
                 "this node's name is held by another registration; waiting up to {window:?} \
                  for it to run out (an earlier life of this node that crashed) before giving up"
             );
-            Instant::now()
+            Instant::now() + window
         });
-        since.elapsed() < window
+        Instant::now() < until
     }
 }
 
