@@ -134,19 +134,27 @@ async fn without_coalescing_every_change_comes_too() {
     const N: usize = 300;
     let (joins, leaves) = bursts(&[("watch_coalesce", "0s")], N).await;
     // One answer per change, but for what etcd itself batches for a reader that falls
-    // behind (a test process short of CPU).
+    // behind (a test process short of CPU: under load, down to about half); batches of
+    // pauses would be a handful of answers, under N / 4 (the test above).
     assert!(
-        joins > N / 2 && leaves > N / 2,
+        joins > N / 4 && leaves > N / 4,
         "{joins} and {leaves} answers"
     );
 }
 
-/// By default (`watch_coalesce_members = 200`) a cluster of 50 sees each change at once.
+/// By default (`watch_coalesce_members = 200`) a cluster of 50 sees each change as it is
+/// written: the watch never pauses. Not one answer per change: etcd itself sends a watcher
+/// that falls behind several changes in one answer (under CI's load it sent this test 50
+/// leaves in 29 answers). A pause would put a burst in two or three answers; more than a
+/// quarter of the changes' count is "no pause".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_cluster_sees_each_change_in_an_answer_of_its_own() {
     const N: usize = 50;
     let (joins, leaves) = bursts(&[], N).await;
-    assert_eq!((joins, leaves), (N, N), "one answer per change");
+    assert!(
+        joins > N / 4 && leaves > N / 4,
+        "a cluster of {N}: {joins} and {leaves} answers"
+    );
 }
 
 /// The default, in a cluster that grows past 200: one answer per change up to about 200
