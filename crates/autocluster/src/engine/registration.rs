@@ -175,7 +175,7 @@ async fn keep_alive(
         // A renewal counts from when it was asked for: the server renewed the lease at
         // some point between the ask and the answer, and the answer may have been slow.
         let asked = Instant::now();
-        match renew(shared, &lease, last_renewal, backoff).await {
+        match renew(shared, &lease, (last_renewal, answered), backoff).await {
             Renewed::Yes => {
                 last_renewal = asked;
                 answered = Instant::now();
@@ -204,20 +204,24 @@ enum Renewed {
     Ended(Ended),
 }
 
-/// One keep-alive of `lease`, renewed last at `last_renewal`.
+/// One keep-alive of `lease`, renewed last at `last_renewal` (when that renewal, or the
+/// grant, was asked for: the earliest the server can have counted from), whose answer came at
+/// `answered` (the latest).
 async fn renew(
     shared: &Shared,
     lease: &Lease,
-    last_renewal: Instant,
+    (last_renewal, answered): (Instant, Instant),
     backoff: &mut Backoff,
 ) -> Renewed {
     let node = &shared.config.registration.node;
     let every = shared.backend.capabilities().keep_alive_every;
     // A slow answer that comes while the lease still has time renews it as well as a quick
-    // one: the call waits for as long as the lease has left (at least the call time).
-    // Cutting it at the call time, and opening a new keep-alive stream, is what made an
-    // overloaded etcd lose leases that were still alive (docs/benchmarks.md, the mesh).
-    let left = lease.ttl.saturating_sub(last_renewal.elapsed());
+    // one: the call waits for as long as the lease may have left (at least the call time),
+    // counted from the last answer: the server renewed it no later than that. Cutting it at
+    // the call time, and opening a new keep-alive stream, is what made an overloaded etcd
+    // lose leases that were still alive (docs/benchmarks.md, the mesh); counting from the
+    // ask cut answers that take about the call time (tests/etcd_overload.rs, CI of 9814a6d).
+    let left = lease.ttl.saturating_sub(answered.elapsed());
     let bound = left.max(shared.config.call_timeout);
     match shared
         .call_within("keep_alive", bound, shared.backend.keep_alive(lease))
