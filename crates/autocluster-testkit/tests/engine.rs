@@ -567,18 +567,21 @@ async fn a_watch_heard_from_while_keep_alives_failed_is_kept() {
     a.leave().await;
 }
 
-/// A backend whose registration answers `late` after its lease was granted, and says so in
-/// the lease's age: etcd's apply loop lagging under 1,000 agents (issue 17).
+/// A backend whose node name is held by a crashed earlier life until `held_until` (its
+/// refusals say the holder's registration runs out then, as etcd's lease TTL says), and whose
+/// registration answers `late` after its lease was granted, saying so in the lease's age
+/// (etcd's apply loop lagging under 1,000 agents, issue 17).
 #[derive(Debug)]
-struct LateRegistration {
+struct Registering {
     inner: std::sync::Arc<autocluster_testkit::memory::MemoryBackend>,
+    held_until: tokio::time::Instant,
     late: Duration,
 }
 
 #[autocluster_plugin::async_trait]
-impl autocluster_plugin::Discovery for LateRegistration {
+impl autocluster_plugin::Discovery for Registering {
     fn name(&self) -> &'static str {
-        "late-registration"
+        "registering"
     }
     fn capabilities(&self) -> autocluster_plugin::Capabilities {
         self.inner.capabilities()
@@ -587,6 +590,15 @@ impl autocluster_plugin::Discovery for LateRegistration {
         &self,
         reg: &autocluster_plugin::Registration,
     ) -> autocluster_plugin::Result<autocluster_plugin::Lease> {
+        let now = tokio::time::Instant::now();
+        if now < self.held_until {
+            return Err(autocluster_plugin::Error::new(
+                autocluster_plugin::ErrorKind::Conflict,
+                "held by another process",
+            )
+            .with_retryable(false)
+            .with_clears_in(self.held_until - now));
+        }
         let lease = self.inner.register(reg).await?;
         tokio::time::sleep(self.late).await;
         Ok(autocluster_plugin::Lease {
@@ -626,8 +638,9 @@ impl autocluster_plugin::Discovery for LateRegistration {
 async fn a_registration_that_answered_late_is_renewed_by_its_lease_age() {
     let t = mem();
     let late = TTL - Duration::from_secs(1);
-    let backend = std::sync::Arc::new(LateRegistration {
+    let backend = std::sync::Arc::new(Registering {
         inner: t.server.backend(TTL),
+        held_until: tokio::time::Instant::now(),
         late,
     });
     let mut cfg = t.engine_config(&name("b@127.0.0.1"));
@@ -648,61 +661,6 @@ async fn a_registration_that_answered_late_is_renewed_by_its_lease_age() {
     b.leave().await;
 }
 
-/// A backend whose node name is held by a crashed earlier life until `free_at`; its refusals
-/// say the holder's registration runs out in `left` (as etcd's lease TTL says).
-#[derive(Debug)]
-struct HeldName {
-    inner: std::sync::Arc<autocluster_testkit::memory::MemoryBackend>,
-    free_at: tokio::time::Instant,
-}
-
-#[autocluster_plugin::async_trait]
-impl autocluster_plugin::Discovery for HeldName {
-    fn name(&self) -> &'static str {
-        "held-name"
-    }
-    fn capabilities(&self) -> autocluster_plugin::Capabilities {
-        self.inner.capabilities()
-    }
-    async fn register(
-        &self,
-        reg: &autocluster_plugin::Registration,
-    ) -> autocluster_plugin::Result<autocluster_plugin::Lease> {
-        let now = tokio::time::Instant::now();
-        if now < self.free_at {
-            return Err(autocluster_plugin::Error::new(
-                autocluster_plugin::ErrorKind::Conflict,
-                "held by another process",
-            )
-            .with_retryable(false)
-            .with_clears_in(self.free_at - now));
-        }
-        self.inner.register(reg).await
-    }
-    async fn keep_alive(
-        &self,
-        lease: &autocluster_plugin::Lease,
-    ) -> autocluster_plugin::Result<Duration> {
-        self.inner.keep_alive(lease).await
-    }
-    async fn deregister(
-        &self,
-        lease: &autocluster_plugin::Lease,
-    ) -> autocluster_plugin::Result<()> {
-        self.inner.deregister(lease).await
-    }
-    async fn snapshot(&self) -> autocluster_plugin::Result<autocluster_plugin::Snapshot> {
-        self.inner.snapshot().await
-    }
-    fn watch(
-        &self,
-        after: autocluster_plugin::Revision,
-    ) -> autocluster_plugin::BoxStream<autocluster_plugin::Result<autocluster_plugin::WatchBatch>>
-    {
-        self.inner.watch(after)
-    }
-}
-
 /// CI of 9460566, nemesis seed 2: an agent restarted while etcd had no quorum found its name
 /// held by its crashed earlier life, whose lease etcd extended when the quorum came back (by
 /// its election timeout, at a leader election); the wait of one TTL and one renewal period
@@ -713,9 +671,10 @@ async fn a_crashed_holder_whose_lease_etcd_extended_is_waited_out() {
     let t = mem();
     let caps_window = TTL + TTL / 3;
     let free_in = caps_window + Duration::from_secs(2);
-    let backend = std::sync::Arc::new(HeldName {
+    let backend = std::sync::Arc::new(Registering {
         inner: t.server.backend(TTL),
-        free_at: tokio::time::Instant::now() + free_in,
+        held_until: tokio::time::Instant::now() + free_in,
+        late: Duration::ZERO,
     });
     let b = Node::start_with(backend, t.engine_config(&name("b@127.0.0.1")));
     let mut rx = b.cluster.watch_health();

@@ -290,41 +290,27 @@ mod tests {
     #[tokio::test]
     async fn a_key_on_a_lease_whose_claim_was_unanswered_is_adopted_not_refused() {
         let etcd = EtcdServer::start().await.unwrap();
-        let mut section = Section::new("cluster.etcd");
-        section.set("server", etcd.endpoint(), Origin::Program);
-        section.set("node_ttl", "10s", Origin::Program);
-        let node = NodeName::parse("n1@127.0.0.1").unwrap();
-        let backend = EtcdBackend::new(EtcdConfig::from_section(&section).unwrap(), "emqxcl")
-            .for_node(node.clone());
-        let reg = Registration {
-            meta: Metadata::of(node.clone()),
-            node,
-        };
+        let (backend, reg) = backend_for(&etcd, "10s").await;
         // The lost attempt: a lease granted, the claim applied, the answer never read.
-        let lost = backend
-            .core()
-            .call(
-                "register",
-                |mut c| async move { c.lease_grant(10, None).await },
-            )
-            .await
-            .unwrap()
-            .id();
+        let lost = backend.grant().await.unwrap();
         assert!(matches!(
-            backend.claim("register", &reg, lost, false).await.unwrap(),
+            backend
+                .claim("register", &reg, lost.id, false)
+                .await
+                .unwrap(),
             Claim::Written
         ));
-        backend.unanswered.remember(Granted {
-            id: lost,
-            sent: Instant::now(),
-            ttl: Duration::from_secs(10),
-        });
+        backend.unanswered.remember(lost);
 
         let lease = backend.register_node(&reg).await.unwrap();
-        assert_eq!(lease.id, lost as u64, "the applied attempt's lease is kept");
+        assert_eq!(
+            lease.id, lost.id as u64,
+            "the applied attempt's lease is kept"
+        );
 
-        // A lease it never granted is still another process's: refused.
-        let other = EtcdBackend::new(EtcdConfig::from_section(&section).unwrap(), "emqxcl");
+        // A lease it never granted is still another process's: refused (a sibling remembers
+        // leases of its own).
+        let other = backend.sibling();
         let e = other.register_node(&reg).await.unwrap_err();
         assert_eq!(e.kind(), autocluster_plugin::ErrorKind::Conflict, "{e}");
     }
