@@ -42,6 +42,12 @@ fn conf_value<'a>(body: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
+/// The address an agent's log says its admin endpoint listens on.
+fn bound_admin(log: &str) -> Option<SocketAddr> {
+    let (_, rest) = log.split_once("admin endpoint listening on http://")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
 impl Agent {
     /// `autocluster agent -c conf`.
     pub fn start(conf: &Path) -> Agent {
@@ -127,9 +133,34 @@ impl Agent {
         self.conf.to_str().unwrap()
     }
 
+    /// Where to reach its admin endpoint. An address with port 0 (the agent binds a port the
+    /// system chooses, so no other process can take it between a test's pick and the agent's
+    /// bind) is read from the agent's log line `admin endpoint listening on http://ADDR`,
+    /// waiting for it at most [`WAIT`]; an unspecified address (`0.0.0.0`) is reached on
+    /// loopback.
     pub fn admin(&self) -> SocketAddr {
-        self.admin
-            .expect("the agent's admin address (--admin or node.admin_listen)")
+        let given = self
+            .admin
+            .expect("the agent's admin address (--admin or node.admin_listen)");
+        let bound = if given.port() != 0 {
+            given
+        } else {
+            wait_for(
+                &format!("{} to log its admin address", self.name),
+                || bound_admin(&self.log()),
+                || self.diag(),
+            )
+        };
+        if bound.ip().is_unspecified() {
+            let loopback: std::net::IpAddr = if bound.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            SocketAddr::new(loopback, bound.port())
+        } else {
+            bound
+        }
     }
 
     /// `GET /health/ready`: (status, health JSON).
