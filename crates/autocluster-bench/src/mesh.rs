@@ -64,10 +64,37 @@ pub struct MeshArgs {
     /// directory, removed at the end).
     #[arg(long, value_name = "DIR")]
     pub keep_dir: Option<PathBuf>,
+    /// Where etcd (and its proxies) run: `own`, in a session of their own, as a service
+    /// manager starts etcd (with Linux's autogroup scheduling the cores are then shared
+    /// between etcd's group and the agents' group); `shared`, in this harness's session, where
+    /// etcd's threads compete one by one with a thousand agent processes.
+    #[arg(long, value_enum, default_value_t = EtcdSession::Own, value_name = "WHERE")]
+    pub etcd_session: EtcdSession,
     /// Start the agents with this niceness (`nice -n N`), so that etcd, on the same cores,
     /// comes first, as it does on hosts of its own (0: an equal share, the default).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub agents_nice: i32,
+}
+
+/// Where the harness starts etcd, for the scheduler (see [`MeshArgs::etcd_session`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EtcdSession {
+    Own,
+    Shared,
+}
+
+/// How etcd was started, for the report's first line: its session, and whether the kernel
+/// groups by session at all.
+fn session_label(session: EtcdSession) -> String {
+    let autogroup = match std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled") {
+        Ok(v) if v.trim() == "1" => "autogroup on",
+        Ok(_) => "autogroup off: a session of its own changes nothing for the scheduler",
+        Err(_) => "autogroup unknown",
+    };
+    match session {
+        EtcdSession::Own => format!("etcd in a session of its own ({autogroup})"),
+        EtcdSession::Shared => format!("etcd in the harness's session ({autogroup})"),
+    }
 }
 
 /// Runs `autocluster-bench mesh <argv>` (argv without the program and `mesh`); the exit code.
@@ -95,12 +122,37 @@ pub fn main(argv: Vec<String>) -> i32 {
             return 2;
         }
     };
-    match rt.block_on(run(&args)) {
+    // Interrupted, the run is dropped: etcd (in a session of its own, out of reach of the
+    // terminal's Ctrl-C), its proxies and the agents are killed by their owners' `Drop`.
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            r = run(&args) => r,
+            sig = interrupted() => Err(format!("stopped by {sig}; etcd and the agents with it").into()),
+        }
+    });
+    match outcome {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("autocluster-bench mesh: {e}");
             1
         }
+    }
+}
+
+/// The first of SIGINT, SIGTERM and SIGHUP, by name (never, when they cannot be caught).
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = hup.recv() => "SIGHUP",
     }
 }
 
@@ -111,7 +163,7 @@ async fn run(a: &MeshArgs) -> Result<(), BoxError> {
         .or_else(crate::agent::default_bin)
         .ok_or("no `autocluster` binary next to this one (cargo build --release -p autocluster-cli, or --agent-bin)")?;
     let nofile = raise_nofile();
-    let mut builder = EtcdServer::builder();
+    let mut builder = EtcdServer::builder().own_session(a.etcd_session == EtcdSession::Own);
     if let Some(b) = &a.etcd_bin {
         builder = builder.binary(b);
     }
@@ -126,12 +178,13 @@ async fn run(a: &MeshArgs) -> Result<(), BoxError> {
     );
     let mut out = Vec::new();
     out.push(format!(
-        "mesh, {} agents (niceness {}), node_ttl {} s, {} proxies, etcd {}; load at start {}",
+        "mesh, {} agents (niceness {}), node_ttl {} s, {} proxies, etcd {}, {}; load at start {}",
         a.agents,
         a.agents_nice,
         a.node_ttl,
         a.proxies,
         etcd.version(),
+        session_label(a.etcd_session),
         load_average()
     ));
     if !a.no_floor {
